@@ -1,0 +1,148 @@
+"""The run folder: where the pipeline writes its artifacts and the dashboard reads them.
+
+A run folder holds one model's analyses. Its ``manifest.json`` says what each file is, which
+function produced it and with which parameters (provenance), so a figure can say how it was made.
+
+Layout (schema version 1)::
+
+    manifest.json                  what is here (see ``MANIFEST``)
+    tokenizer/                     Hugging Face tokenizer folder (vocabulary stage)
+    model/                         Hugging Face model folder (config, safetensors, tokenizer)
+    tokenized/                     the tokenized genome: <chrom>.ids.npy, <chrom>.starts.npy
+    training_log.jsonl             one JSON object per logged training step
+    evaluation.json                held-out masked-token accuracy of the model and baselines
+    tokens.parquet                 one row per vocabulary token (TOKEN_COLUMNS)
+    token_embeddings.safetensors   layer_<i>: [vocab, hidden] mean contextual embedding; count: [vocab]
+    token_projections.parquet      one row per (layer, method, token): x, y (PROJECTION_COLUMNS)
+    pc_correlations.parquet        Spearman of leading PCs with token properties, per layer
+
+Functions here only read; writing belongs to the pipeline (``grover_lens.pipeline``).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+SCHEMA_VERSION = 1
+
+MANIFEST = "manifest.json"
+TOKENIZER_DIR = "tokenizer"
+MODEL_DIR = "model"
+TOKENIZED_DIR = "tokenized"
+TRAINING_LOG = "training_log.jsonl"
+EVALUATION = "evaluation.json"
+TOKENS = "tokens.parquet"
+TOKEN_EMBEDDINGS = "token_embeddings.safetensors"
+TOKEN_PROJECTIONS = "token_projections.parquet"
+PC_CORRELATIONS = "pc_correlations.parquet"
+
+# tokens.parquet: one row per vocabulary entry, special tokens included (is_special=True).
+TOKEN_COLUMNS = (
+    "token_id",    # int: id in the tokenizer
+    "token",       # str: nucleotides (or the special token's name)
+    "is_special",  # bool
+    "length",      # int: nucleotides
+    "frequency",   # int: occurrences in the tokenized genome
+    "gc",          # float in [0, 1]: (G + C) / length
+    "ag",          # float in [0, 1]: (A + G) / length (a strand signal)
+    "ac",          # float in [0, 1]: (A + C) / length
+    "cpg",         # int: number of CG dinucleotides inside the token
+    "embedding_count",  # int: occurrences seen by embedding extraction
+)
+# token_projections.parquet
+PROJECTION_COLUMNS = ("layer", "method", "token_id", "x", "y")
+PROJECTION_METHODS = ("umap", "pca")
+# pc_correlations.parquet
+PC_CORRELATION_COLUMNS = ("layer", "component", "property", "spearman", "explained_variance_ratio")
+TOKEN_PROPERTIES = ("frequency", "length", "gc", "ag", "ac")
+
+
+class RunNotFoundError(FileNotFoundError):
+    """The folder is not a run (no manifest), or a file the manifest names is missing."""
+
+
+def is_run(path: str | os.PathLike) -> bool:
+    """Return True when ``path`` is a folder holding a ``manifest.json``."""
+    return (Path(path) / MANIFEST).is_file()
+
+
+def find_runs(runs_dir: str | os.PathLike) -> list[Path]:
+    """Return the run folders directly inside ``runs_dir`` (and ``runs_dir`` itself if it is one), sorted by name."""
+    root = Path(runs_dir)
+    if not root.is_dir():
+        return []
+    found = [root] if is_run(root) else []
+    found += sorted(p for p in root.iterdir() if p.is_dir() and is_run(p))
+    return found
+
+
+def load_manifest(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """Return the parsed manifest of a run.
+
+    Raises
+    ------
+    RunNotFoundError
+        When the folder holds no manifest (with the command that builds one).
+    ValueError
+        When the manifest's schema version is newer than this code reads.
+    """
+    path = Path(run_dir) / MANIFEST
+    if not path.is_file():
+        raise RunNotFoundError(
+            f"{run_dir} is not a GROVER Lens run (no {MANIFEST}). Build one with `grover demo --out {run_dir}`."
+        )
+    manifest = json.loads(path.read_text())
+    version = manifest.get("schema_version")
+    if version is None or version > SCHEMA_VERSION:
+        raise ValueError(
+            f"{path} has schema version {version!r}; this GROVER Lens reads up to {SCHEMA_VERSION}. "
+            "Upgrade GROVER Lens or rebuild the run."
+        )
+    return manifest
+
+
+def artifact_path(run_dir: str | os.PathLike, name: str) -> Path:
+    """Return the path of a run artifact, raising ``RunNotFoundError`` naming the fix when it is missing."""
+    path = Path(run_dir) / name
+    if not path.exists():
+        raise RunNotFoundError(
+            f"Did not find {name} in {run_dir}. Rebuild the run with `grover demo --out {run_dir}`."
+        )
+    return path
+
+
+def load_tokens(run_dir: str | os.PathLike) -> pd.DataFrame:
+    """Return ``tokens.parquet``: one row per vocabulary token with the columns in ``TOKEN_COLUMNS``."""
+    return pd.read_parquet(artifact_path(run_dir, TOKENS))
+
+
+def load_token_projections(run_dir: str | os.PathLike) -> pd.DataFrame:
+    """Return ``token_projections.parquet`` with the columns in ``PROJECTION_COLUMNS``."""
+    return pd.read_parquet(artifact_path(run_dir, TOKEN_PROJECTIONS))
+
+
+def load_pc_correlations(run_dir: str | os.PathLike) -> pd.DataFrame:
+    """Return ``pc_correlations.parquet`` with the columns in ``PC_CORRELATION_COLUMNS``."""
+    return pd.read_parquet(artifact_path(run_dir, PC_CORRELATIONS))
+
+
+def load_evaluation(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """Return ``evaluation.json``: held-out masked-token metrics of the model and its baseline."""
+    return json.loads(artifact_path(run_dir, EVALUATION).read_text())
+
+
+def load_token_embeddings(run_dir: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Return ``{"layer_0": [vocab, hidden], ..., "count": [vocab]}`` from the safetensors file."""
+    from safetensors.numpy import load_file
+
+    return load_file(str(artifact_path(run_dir, TOKEN_EMBEDDINGS)))
+
+
+def layers_in(projections: pd.DataFrame) -> list[int]:
+    """Return the sorted layer indices present in a projections table (0 = input embeddings)."""
+    return sorted(int(v) for v in projections["layer"].unique())

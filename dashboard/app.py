@@ -1,0 +1,100 @@
+"""GROVER Lens dashboard: the router. Serve with ``make dashboard`` (or ``streamlit run dashboard/app.py``).
+
+This file sets the page config, lets the sidebar choose the run every page shows (kept in session
+state and in the link as ``?run=<name>``), and hands over to the page chosen in the navigation.
+Pages live one per file in ``dashboard/views/``; they only read artifacts the pipeline wrote.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+# `streamlit run dashboard/app.py` puts dashboard/ on sys.path, not the repository root; the root is
+# only importable after `pip install -e .`. Add it so a plain checkout runs too.
+_ROOT = Path(__file__).resolve().parents[1]
+if str(_ROOT) not in sys.path:
+    sys.path.insert(0, str(_ROOT))
+
+from analysis import run  # noqa: E402
+from dashboard import loaders  # noqa: E402
+
+OTHER_FOLDER = "Other folder…"  # the run select's last option: type a path instead
+CHOICE_KEY = "run_choice"  # widget: run select box
+PATH_KEY = "run_path"  # widget: run folder text box
+QUERY_PARAM = "run"  # ?run=<name in the runs folder, or a path>
+# Widget values of pages other than the one shown are dropped at the end of each run; re-assigning
+# them here (this file runs on every page) keeps the token map's choices while the user looks elsewhere.
+KEPT_ACROSS_PAGES = ("map_layer", "map_method", "map_colour", "map_motif", "map_export")  # views/token_map.py
+
+
+def _label(path: Path, root: Path) -> str:
+    return path.name if path != root else (path.resolve().name or str(path))
+
+
+def choose_run() -> None:
+    """Draw the run picker in the sidebar and store the chosen run in session state."""
+    root = loaders.runs_dir()
+    by_label = {_label(p, root): p for p in run.find_runs(root)}
+    options = [*by_label, OTHER_FOLDER]
+
+    if CHOICE_KEY not in st.session_state:
+        # First run of this session: open the run the link names, if any.
+        wanted = st.query_params.get(QUERY_PARAM)
+        if wanted in by_label:
+            st.session_state[CHOICE_KEY] = wanted
+        elif wanted:
+            st.session_state[CHOICE_KEY] = OTHER_FOLDER
+            st.session_state[PATH_KEY] = wanted
+    elif st.session_state[CHOICE_KEY] not in options:  # that run folder disappeared
+        del st.session_state[CHOICE_KEY]
+
+    with st.sidebar:
+        st.caption(f"Runs folder: `{root}` (set `{loaders.RUNS_DIR_ENV}` to change)")
+        choice = st.selectbox("Run", options, key=CHOICE_KEY, help="Run folders found in the runs folder.")
+        if choice == OTHER_FOLDER:
+            typed = st.text_input("Run folder", key=PATH_KEY, placeholder="path/to/run")
+            chosen = Path(typed.strip()).expanduser() if typed and typed.strip() else None
+        else:
+            chosen = by_label[choice]
+
+    problem = None
+    if chosen is None:
+        if by_label:
+            problem = "Type the path of a run folder in the sidebar."
+        else:
+            problem = (
+                f"No GROVER Lens run found in `{root}`. `make dashboard` builds the demo run there "
+                f"and serves this app; or build it yourself with `{loaders.build_command(root / 'demo')}`, "
+                "then reload this page."
+            )
+    elif not run.is_run(chosen):
+        problem = (
+            f"`{chosen}` is not a GROVER Lens run (no `{run.MANIFEST}`). "
+            f"Build one with `{loaders.build_command(chosen)}`, or pick a run in the sidebar."
+        )
+
+    st.session_state[loaders.RUN_KEY] = None if problem else str(chosen)
+    st.session_state[loaders.RUN_PROBLEM_KEY] = problem
+    if not problem:
+        # Reflect the choice in the link so it reopens this run.
+        st.query_params[QUERY_PARAM] = choice if choice != OTHER_FOLDER else str(chosen)
+
+
+st.set_page_config(page_title="GROVER Lens", page_icon=":material/genetics:", layout="wide")
+
+page = st.navigation(
+    [
+        st.Page("views/home.py", title="Run overview", icon=":material/info:", default=True),
+        st.Page(
+            "views/token_map.py", title="Token embedding map", icon=":material/scatter_plot:",
+            url_path="token-map",
+        ),
+    ]
+)
+for _key in KEPT_ACROSS_PAGES:
+    if _key in st.session_state:
+        st.session_state[_key] = st.session_state[_key]
+choose_run()
+page.run()

@@ -1,0 +1,173 @@
+"""The dashboard served by `streamlit run` and driven in headless Chromium (what AppTest cannot see).
+
+Checks that the plotly map renders in a real browser with every token drawn (WebGL canvas), that a
+box selection reaches the server and lists the selected tokens, and that no page raises. Uses
+Debian's /usr/bin/chromium (`make test` installs it); never `playwright install`.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from analysis import run
+
+pytestmark = pytest.mark.browser
+
+REPO = Path(__file__).resolve().parents[2]
+APP = REPO / "dashboard" / "app.py"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--disable-sync", "--no-first-run",
+]
+SERVER_START_S = 90  # streamlit imports pandas, plotly and pyarrow before answering
+RENDER_MS = 60_000  # first page load compiles the frontend bundle in a cold browser
+SCREENSHOT_COPY = Path("/tmp/dashboard_token_map.png")  # a copy to look at after the run
+VIEWPORT = {"width": 1600, "height": 1100}
+
+if not CHROMIUM.exists():
+    pytest.skip(
+        f"{CHROMIUM} is missing: `make test` installs Debian's chromium before the tests "
+        "(or `apt-get install chromium`).",
+        allow_module_level=True,
+    )
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is in requirements-test.txt")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def server(runs_dir, tmp_path_factory):
+    """Serve the app on a free port with GROVER_RUNS_DIR=runs_dir; yield its URL; stop it after."""
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log_path = tmp_path_factory.mktemp("streamlit") / "server.log"
+    command = [
+        sys.executable, "-m", "streamlit", "run", str(APP),
+        "--server.address", "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
+        "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
+    ]
+    env = dict(os.environ, GROVER_RUNS_DIR=str(runs_dir))
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + SERVER_START_S
+        while not _healthy(url):
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"streamlit did not answer on {url}/_stcore/health:\n{log_path.read_text()}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=15)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture()
+def page(browser):
+    context = browser.new_context(viewport=VIEWPORT)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+
+
+def _expected_points(tiny_run: Path) -> int:
+    projections = run.load_token_projections(tiny_run)
+    last = run.layers_in(projections)[-1]
+    return int(((projections["layer"] == last) & (projections["method"] == "umap")).sum())
+
+
+def _open_token_map(page, server: str, tiny_run: Path):
+    page.goto(f"{server}/token-map?run={tiny_run.name}")
+    page.wait_for_selector(".js-plotly-plot canvas", timeout=RENDER_MS)  # scattergl draws on canvas
+    page.get_by_text("points drawn").wait_for(timeout=RENDER_MS)
+
+
+def _no_exception(page) -> None:
+    exceptions = page.locator('[data-testid="stException"]')
+    assert exceptions.count() == 0, exceptions.all_inner_texts()
+
+
+def test_token_map_draws_every_token_with_webgl(page, server, tiny_run, tmp_path):
+    _open_token_map(page, server, tiny_run)
+    expected = _expected_points(tiny_run)
+
+    chart = page.locator(".js-plotly-plot").first
+    assert chart.locator("canvas").count() > 0
+    # plotly.js keeps the decoded traces in _fullData (data holds the base64 arrays as sent).
+    traces = page.evaluate(
+        "() => document.querySelector('.js-plotly-plot')._fullData.map(t => [t.type, t._length])"
+    )
+    assert [t[0] for t in traces] == ["scattergl"]
+    assert sum(t[1] for t in traces) == expected
+    assert f"{expected:,} points drawn" in page.get_by_text("points drawn").inner_text()
+    modebar = page.eval_on_selector_all(".modebar-btn", "els => els.map(e => e.getAttribute('data-title'))")
+    assert {"Download plot as a PNG", "Box Select", "Lasso Select"} <= set(modebar)
+    _no_exception(page)
+
+    page.wait_for_timeout(500)  # let the WebGL layer finish painting before the screenshot
+    screenshot = tmp_path / "token_map.png"
+    page.screenshot(path=str(screenshot), full_page=True)
+    assert screenshot.stat().st_size > 10_000
+    shutil.copy(screenshot, SCREENSHOT_COPY)
+
+
+def test_box_selection_lists_the_selected_tokens(page, server, tiny_run):
+    _open_token_map(page, server, tiny_run)
+    page.wait_for_timeout(1000)  # the chart settles its layout after the first paint
+    area = page.locator(".js-plotly-plot .nsewdrag").first.bounding_box()
+    # Dragging box-selects (the figure's dragmode): sweep most of the plot area.
+    page.mouse.move(area["x"] + 0.05 * area["width"], area["y"] + 0.05 * area["height"])
+    page.mouse.down()
+    page.mouse.move(area["x"] + 0.5 * area["width"], area["y"] + 0.5 * area["height"], steps=8)
+    page.mouse.move(area["x"] + 0.95 * area["width"], area["y"] + 0.95 * area["height"], steps=8)
+    page.mouse.up()
+
+    heading = page.get_by_role("heading", name="Selected tokens (")
+    heading.wait_for(timeout=RENDER_MS)
+    n_selected = int(heading.inner_text().split("(")[1].rstrip(")").replace(",", ""))
+    assert 0 < n_selected <= _expected_points(tiny_run)
+    assert page.get_by_role("button", name="Selected tokens (CSV)").count() == 1
+    _no_exception(page)
+
+
+def test_home_shows_the_run(page, server, tiny_run):
+    page.goto(f"{server}/?run={tiny_run.name}")
+    page.get_by_text("Vocabulary size").wait_for(timeout=RENDER_MS)
+    page.get_by_text("Masked top-1 accuracy").wait_for(timeout=RENDER_MS)
+    assert page.get_by_role("heading", name="Artifacts").count() == 1
+    _no_exception(page)
