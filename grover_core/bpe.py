@@ -1,4 +1,4 @@
-"""Byte-pair encoding of a genome, exactly as GROVER learns its vocabulary.
+"""Byte-pair encoding of a genome, exactly as GROVER learns its vocabulary, at genome scale.
 
 Start from the four nucleotides and repeat, for a number of cycles: count every adjacent pair of
 tokens over the whole genome (a run AAA holds two AA pairs, as classic BPE counts), and merge the
@@ -14,21 +14,28 @@ Deterministic rules, so a vocabulary is reproducible:
   tokenizer built from the merges segments any sequence exactly as this module does.
 * Learning stops early when the best pair occurs fewer than ``min_pair_count`` times.
 
-The learner keeps the genome as one array of token ids and updates pair counts incrementally: a merge
-only touches the pairs next to its occurrences, so each cycle costs a scan of the array, not a
-recount of every pair.
+How it scales: the genome is held as one compact array of token ids per chromosome (2 bytes per
+nucleotide: uint16, with a separator value at every boundary), and pair counts live in a dense
+``[tokens, tokens]`` matrix that is updated incrementally. A merge is one pass over the arrays
+(compiled with numba, chromosomes spread over the CPU cores) that rewrites them in place and
+records only the pair counts that change: those next to a merged occurrence. Memory is about
+2 bytes per nucleotide plus 8 bytes per possible pair; time per merge is linear in the current
+number of tokens.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
+import numba
 import numpy as np
 from tqdm.auto import tqdm
 
 from grover_core.genome import NUCLEOTIDES, Segment
 
-_SEPARATOR = -1  # marks a boundary between A/C/G/T runs inside the working array
+# Added to the count of a pair that must never be merged again (its concatenation is a token):
+# far below any real count, and incremental updates keep it there.
+_BLOCKED = np.int64(1) << np.int64(52)
 
 
 @dataclass(frozen=True)
@@ -56,10 +63,10 @@ class BPEVocabulary:
         return len(self.merges)
 
     def merge_table(self) -> np.ndarray:
-        """Return ``[cycles, 3]`` int32 rows ``(left_id, right_id, new_id)`` in internal ids."""
+        """Return ``[cycles, 3]`` int64 rows ``(left_id, right_id, new_id)`` in internal ids."""
         index = {token: i for i, token in enumerate(self.tokens)}
         rows = [(index[left], index[right], len(NUCLEOTIDES) + k) for k, (left, right) in enumerate(self.merges)]
-        return np.asarray(rows, dtype=np.int32).reshape(-1, 3)
+        return np.asarray(rows, dtype=np.int64).reshape(-1, 3)
 
     def prefix(self, cycles: int) -> BPEVocabulary:
         """Return the vocabulary after the first ``cycles`` merges (merges are sequential)."""
@@ -73,78 +80,286 @@ class TokenizedSegment:
     """One A/C/G/T run as tokens: internal token ids and each token's start on the chromosome."""
 
     chromosome: str
-    ids: np.ndarray  # int32 internal ids (0..3 nucleotides, 4.. merges)
+    ids: np.ndarray  # internal ids (0..3 nucleotides, 4.. merges)
     starts: np.ndarray  # int64 0-based chromosome position of each token's first nucleotide
 
 
-def merge_occurrences(ids: np.ndarray, left: int, right: int) -> np.ndarray:
-    """Return the positions where ``(left, right)`` is merged: left to right, without overlap.
+# --- compiled kernels -------------------------------------------------------------------------
 
-    For ``left == right`` a run of n equal tokens holds n-1 overlapping pairs; merging left to right
-    takes the 1st, 3rd, 5th ... of them (AAAA -> AA AA, AAA -> AA A).
+@numba.njit(cache=True, nogil=True)
+def _merge_pass(ids, n, a, b, z, separator, left_of_a, right_of_b, left_of_z, right_of_z):
+    """Merge every (a, b) in ``ids[:n]`` into z, left to right without overlap, in place.
+
+    Returns ``(new_length, merged, ab_removed)``. The four delta vectors receive the pair-count
+    changes: ``left_of_a[x]`` for pair (x, a), ``right_of_b[y]`` for (b, y), ``left_of_z[x]`` for
+    (x, z) and ``right_of_z[y]`` for (z, y); ``ab_removed`` pairs (a, b) disappear. Each old pair is
+    judged once, at its right element; each new pair once, when its right element is written.
+    Between occurrences of ``a`` nothing changes, so those stretches are only moved (a tight copy).
     """
-    hits = np.flatnonzero((ids[:-1] == left) & (ids[1:] == right))
-    if left == right and hits.size > 1:
-        new_run = np.empty(hits.size, dtype=bool)
-        new_run[0] = True
-        new_run[1:] = np.diff(hits) != 1
-        run_first = np.flatnonzero(new_run)
-        run_index = np.cumsum(new_run) - 1
-        offset_in_run = np.arange(hits.size) - run_first[run_index]
-        hits = hits[offset_in_run % 2 == 0]
-    return hits
+    r = 0
+    w = 0
+    merged = 0
+    ab_removed = 0
+    previous = separator  # old value at r - 1
+    while r < n:
+        v = ids[r]
+        if v == a and r + 1 < n and ids[r + 1] == b:
+            if r > 0 and previous != separator:
+                left_of_a[previous] -= 1
+            ab_removed += 1
+            if w > 0 and ids[w - 1] != separator:
+                left_of_z[ids[w - 1]] += 1
+            ids[w] = z
+            w += 1
+            merged += 1
+            previous = b
+            r += 2
+            if r >= n:
+                break
+            # The element right after an occurrence: pairs (b, v) go, (z, v) comes, unless v starts
+            # another occurrence (then the hit branch above judges the pair).
+            v = ids[r]
+            if v == a and r + 1 < n and ids[r + 1] == b:
+                continue
+            if v != separator:
+                right_of_b[v] -= 1
+                right_of_z[v] += 1
+        # An ordinary element, then the stretch up to the next ``a``, moved unchanged.
+        ids[w] = v
+        w += 1
+        r += 1
+        run_start = r
+        while r < n and ids[r] != a:
+            r += 1
+        length = r - run_start
+        if w != run_start:
+            for i in range(length):
+                ids[w + i] = ids[run_start + i]
+        w += length
+        previous = ids[r - 1] if length > 0 else v
+    return w, merged, ab_removed
 
 
-def _apply_merge(ids: np.ndarray, starts: np.ndarray | None, hits: np.ndarray, new_id: int):
-    """Merge the pairs starting at ``hits`` into ``new_id``; return the shortened arrays."""
-    ids[hits] = new_id
-    keep = np.ones(ids.size, dtype=bool)
-    keep[hits + 1] = False
-    return ids[keep], (starts[keep] if starts is not None else None)
+@numba.njit(cache=True, parallel=True)
+def _merge_all(arrays, lengths, a, b, z, separator, deltas, removed):
+    """Run ``_merge_pass`` on every chromosome array in parallel; per-array deltas, summed by the caller."""
+    total = 0
+    for p in numba.prange(len(arrays)):
+        c = np.int64(p)  # prange indices are unsigned; keep index arithmetic signed
+        new_length, merged, ab_removed = _merge_pass(arrays[c], lengths[c], a, b, z, separator,
+                                                     deltas[c, 0], deltas[c, 1], deltas[c, 2], deltas[c, 3])
+        lengths[c] = new_length
+        removed[c] = ab_removed
+        total += merged
+    return total
+
+
+@numba.njit(cache=True, nogil=True)
+def _count_pairs(ids, n, separator, counts):
+    for i in range(n - 1):
+        left = ids[i]
+        right = ids[i + 1]
+        if left != separator and right != separator:
+            counts[left, right] += 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _best_pairs(counts, tokens):
+    """Return the highest count over the live ``[tokens, tokens]`` block and every pair that has it."""
+    best = np.int64(0)
+    for i in range(tokens):
+        for j in range(tokens):
+            if counts[i, j] > best:
+                best = counts[i, j]
+    rows = []
+    cols = []
+    if best > 0:
+        for i in range(tokens):
+            for j in range(tokens):
+                if counts[i, j] == best:
+                    rows.append(i)
+                    cols.append(j)
+    return best, rows, cols
+
+
+@numba.njit(cache=True, nogil=True)
+def _apply_pass(ids, n, a, b, z):
+    """Merge (a, b) into z left to right without overlap in ``ids[:n]``; return the new length."""
+    r = 0
+    w = 0
+    while r < n:
+        if ids[r] == a and r + 1 < n and ids[r + 1] == b:
+            ids[w] = z
+            r += 2
+        else:
+            ids[w] = ids[r]
+            r += 1
+        w += 1
+    return w
+
+
+@numba.njit(cache=True, nogil=True)
+def _encode(ids, merge_table):
+    n = ids.shape[0]
+    for k in range(merge_table.shape[0]):
+        if n < 2:
+            break
+        n = _apply_pass(ids, n, merge_table[k, 0], merge_table[k, 1], merge_table[k, 2])
+    return n
 
 
 def encode_codes(codes: np.ndarray, merge_table: np.ndarray) -> np.ndarray:
-    """Segment one A/C/G/T run (codes 0..3) by applying the merges in order; return internal ids.
+    """Segment one A/C/G/T run (codes 0..3) by applying the merges in order; return internal ids (int64).
 
     This is the segmentation the learner ends with, for any sequence: the reference the Hugging Face
-    tokenizer is checked against.
+    tokenizer is checked against, and the encoder ``grover tokenize`` uses.
     """
-    ids = np.asarray(codes, dtype=np.int32).copy()
-    for left, right, new_id in merge_table:
-        if ids.size < 2:
-            break
-        hits = merge_occurrences(ids, left, right)
-        if hits.size:
-            ids, _ = _apply_merge(ids, None, hits, new_id)
-    return ids
+    ids = np.asarray(codes, dtype=np.int64).copy()
+    n = _encode(ids, np.ascontiguousarray(merge_table, dtype=np.int64).reshape(-1, 3))
+    return ids[:n]
 
 
-def _pair_codes(ids: np.ndarray, at: np.ndarray, width: int) -> np.ndarray:
-    """Codes ``left * width + right`` of the pairs starting at ``at``, boundaries left out."""
-    left = ids[at].astype(np.int64)
-    right = ids[at + 1].astype(np.int64)
-    valid = (left >= 0) & (right >= 0)
-    return left[valid] * width + right[valid]
+# --- the learner ------------------------------------------------------------------------------
+
+def _id_dtype(max_tokens: int) -> np.dtype:
+    """uint16 while token ids and the separator fit (up to 65,534 tokens), else uint32."""
+    return np.dtype(np.uint16) if max_tokens < np.iinfo(np.uint16).max else np.dtype(np.uint32)
 
 
-def _update_counts(counts: np.ndarray, ids: np.ndarray, at: np.ndarray, width: int, sign: int) -> None:
-    """Add ``sign`` times the pairs starting at positions ``at`` (each position once) to ``counts``."""
-    last = ids.size - 1
-    at = at[(at >= 0) & (at < last)]
-    # Neighbouring occurrences share pairs: count each position once. A mask beats sorting when
-    # the early merges touch millions of positions.
-    if at.size * 8 > last:
-        mark = np.zeros(last, dtype=bool)
-        mark[at] = True
-        at = np.flatnonzero(mark)
-    else:
-        at = np.unique(at)
-    codes = _pair_codes(ids, at, width)
-    if codes.size * 4 > counts.size:
-        counts += sign * np.bincount(codes, minlength=counts.size)
-    else:
-        unique_codes, how_many = np.unique(codes, return_counts=True)
-        counts[unique_codes] += sign * how_many
+class BPELearner:
+    """Holds a genome as token-id arrays and learns BPE merges on it.
+
+    >>> from grover_core.genome import encode_nucleotides
+    >>> learner = BPELearner.from_segments([Segment("c", 0, encode_nucleotides("AAAAC"))], max_cycles=2)
+    >>> learner.learn(BPEConfig(cycles=2, min_pair_count=1)).merges
+    [('A', 'A'), ('AA', 'AA')]
+    """
+
+    def __init__(self, max_cycles: int):
+        self.max_tokens = len(NUCLEOTIDES) + max_cycles
+        self.dtype = _id_dtype(self.max_tokens)
+        self.separator = int(np.iinfo(self.dtype).max)
+        self.names: list[str] = []
+        self.arrays: list[np.ndarray] = []
+        self.lengths = np.zeros(0, dtype=np.int64)
+        self.segments: list[list[tuple[int, int]]] = []  # per array: (chromosome start, nucleotides)
+        self.vocabulary = BPEVocabulary()
+
+    @classmethod
+    def from_segments(cls, segments: Iterable[Segment], *, max_cycles: int) -> BPELearner:
+        """Pack A/C/G/T runs (grouped by chromosome, in order) into one id array per chromosome."""
+        learner = cls(max_cycles)
+        current: str | None = None
+        pending: list[Segment] = []
+        lengths = []
+        for segment in segments:
+            if segment.chromosome != current and pending:
+                lengths.append(learner._pack(pending))
+                pending = []
+            current = segment.chromosome
+            pending.append(segment)
+        if pending:
+            lengths.append(learner._pack(pending))
+        if not learner.arrays:
+            raise ValueError("learn_bpe got no sequence")
+        learner.lengths = np.asarray(lengths, dtype=np.int64)
+        return learner
+
+    def _pack(self, segments: list[Segment]) -> int:
+        size = sum(s.codes.size + 1 for s in segments)
+        ids = np.empty(size, dtype=self.dtype)
+        at = 0
+        for s in segments:
+            ids[at:at + s.codes.size] = s.codes
+            ids[at + s.codes.size] = self.separator
+            at += s.codes.size + 1
+        self.names.append(segments[0].chromosome)
+        self.arrays.append(ids)
+        self.segments.append([(s.start, int(s.codes.size)) for s in segments])
+        return size
+
+    @property
+    def total_tokens(self) -> int:
+        """Tokens now in the genome (separators excluded)."""
+        return int(self.lengths.sum()) - sum(len(s) for s in self.segments)
+
+    def learn(self, config: BPEConfig, *, progress: bool = False) -> BPEVocabulary:
+        """Learn up to ``config.cycles`` merges; return the vocabulary (also kept on the learner)."""
+        if len(NUCLEOTIDES) + config.cycles > self.max_tokens:
+            raise ValueError(f"this learner was packed for at most {self.max_tokens - 4} cycles")
+        width = self.max_tokens
+        counts = np.zeros((width, width), dtype=np.int64)
+        for ids, n in zip(self.arrays, self.lengths):
+            _count_pairs(ids, n, self.separator, counts)
+
+        # Largest chromosomes first, handed to the cores one at a time, keeps the cores equally busy.
+        order = np.argsort([-a.size for a in self.arrays], kind="stable")
+        arrays = numba.typed.List([self.arrays[i] for i in order])
+        lengths = self.lengths[order].copy()
+        deltas = np.zeros((len(arrays), 4, width), dtype=np.int64)
+        removed = np.zeros(len(arrays), dtype=np.int64)
+
+        tokens = list(NUCLEOTIDES)
+        known = set(tokens)
+        vocabulary = BPEVocabulary()
+        bar = tqdm(total=config.cycles, desc="BPE merges", unit="merge", disable=not progress)
+        while vocabulary.cycles < config.cycles:
+            best, rows, cols = _best_pairs(counts, len(tokens))
+            if best < max(config.min_pair_count, 1):
+                break
+            a, b = min(zip(rows, cols), key=lambda pair: (tokens[pair[0]], tokens[pair[1]]))
+            merged_token = tokens[a] + tokens[b]
+            if merged_token in known:
+                counts[a, b] -= _BLOCKED
+                continue
+            z = len(tokens)
+            deltas[:] = 0
+            with numba.parallel_chunksize(1):
+                _merge_all(arrays, lengths, a, b, z, self.separator, deltas, removed)
+            change = deltas.sum(axis=0)
+            counts[:, a] += change[0]
+            counts[b, :] += change[1]
+            counts[:, z] += change[2]
+            counts[z, :] += change[3]
+            counts[a, b] -= removed.sum()
+            tokens.append(merged_token)
+            known.add(merged_token)
+            vocabulary.merges.append((tokens[a], tokens[b]))
+            vocabulary.merge_counts.append(int(best))
+            bar.update(1)
+        bar.close()
+        self.lengths[order] = lengths
+        self.vocabulary = vocabulary
+        return vocabulary
+
+    def _chromosome_tokens(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Return internal ids, nucleotide starts and segment number of every token of one array."""
+        ids = self.arrays[index][: self.lengths[index]]
+        separators = ids == self.separator
+        token_lengths = np.array([len(t) for t in self.vocabulary.tokens], dtype=np.int64)
+        lengths = np.where(separators, 0, token_lengths[np.where(separators, 0, ids)])
+        segment = np.cumsum(separators) - separators  # the separator closes its segment
+        # Start = the segment's chromosome start + the lengths of the segment's earlier tokens.
+        before = np.cumsum(lengths) - lengths
+        first_of_segment = np.concatenate(([0], np.flatnonzero(separators)[:-1] + 1))
+        base = np.array([start for start, _ in self.segments[index]], dtype=np.int64)
+        starts = base[segment] + before - before[first_of_segment][segment]
+        keep = ~separators
+        return ids[keep].astype(np.int64), starts[keep], segment[keep]
+
+    def iter_chromosomes(self) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+        """Yield ``(chromosome, ids, starts)`` per chromosome: internal ids and nucleotide starts."""
+        for index, name in enumerate(self.names):
+            ids, starts, _ = self._chromosome_tokens(index)
+            yield name, ids, starts
+
+    def iter_segments(self) -> Iterator[TokenizedSegment]:
+        """Yield every input segment as tokens, in input order."""
+        for index, name in enumerate(self.names):
+            ids, starts, segment = self._chromosome_tokens(index)
+            cuts = np.flatnonzero(np.diff(segment)) + 1
+            for part_ids, part_starts in zip(np.split(ids, cuts), np.split(starts, cuts)):
+                yield TokenizedSegment(name, part_ids, part_starts)
 
 
 def learn_bpe(
@@ -159,60 +374,8 @@ def learn_bpe(
     tokenized
         Every input segment as tokens (internal ids and chromosome starts), in input order: the
         segmentation the learning ends with, which ``encode_codes`` reproduces for each segment.
+        For whole genomes use ``BPELearner`` directly and stream ``iter_chromosomes`` instead.
     """
-    chromosomes: list[str] = []
-    id_parts: list[np.ndarray] = []
-    start_parts: list[np.ndarray] = []
-    for segment in segments:
-        chromosomes.append(segment.chromosome)
-        id_parts += [segment.codes.astype(np.int32), np.array([_SEPARATOR], dtype=np.int32)]
-        start_parts += [np.arange(segment.start, segment.start + segment.codes.size, dtype=np.int64),
-                        np.array([-1], dtype=np.int64)]
-    if not id_parts:
-        raise ValueError("learn_bpe got no sequence")
-    ids = np.concatenate(id_parts)
-    starts = np.concatenate(start_parts)
-    del id_parts, start_parts
-
-    width = len(NUCLEOTIDES) + config.cycles  # ids never exceed this, so pair codes are unique
-    counts = np.zeros(width * width, dtype=np.int64)
-    _update_counts(counts, ids, np.arange(ids.size - 1), width, +1)
-    blocked = np.zeros(width * width, dtype=bool)  # pairs whose concatenation is already a token
-
-    vocabulary = BPEVocabulary()
-    tokens = list(NUCLEOTIDES)
-    known = set(tokens)
-    bar = tqdm(total=config.cycles, desc="BPE merges", unit="merge", disable=not progress)
-    while vocabulary.cycles < config.cycles:
-        candidates = np.where(blocked, 0, counts)
-        best_count = int(candidates.max())
-        if best_count < max(config.min_pair_count, 1):
-            break
-        tied = np.flatnonzero(candidates == best_count)
-        best = min(tied.tolist(), key=lambda code: (tokens[code // width], tokens[code % width]))
-        left, right = divmod(best, width)
-        merged = tokens[left] + tokens[right]
-        if merged in known:
-            blocked[best] = True
-            continue
-        new_id = len(tokens)
-        hits = merge_occurrences(ids, left, right)
-        # Only pairs touching a merged occurrence change: take them out, merge, put the new ones in.
-        _update_counts(counts, ids, np.concatenate((hits - 1, hits, hits + 1)), width, -1)
-        ids, starts = _apply_merge(ids, starts, hits, new_id)
-        merged_at = hits - np.arange(hits.size)
-        _update_counts(counts, ids, np.concatenate((merged_at - 1, merged_at)), width, +1)
-        tokens.append(merged)
-        known.add(merged)
-        vocabulary.merges.append((tokens[left], tokens[right]))
-        vocabulary.merge_counts.append(best_count)
-        bar.update(1)
-    bar.close()
-
-    boundaries = np.flatnonzero(ids == _SEPARATOR)
-    tokenized = []
-    begin = 0
-    for chromosome, end in zip(chromosomes, boundaries.tolist()):
-        tokenized.append(TokenizedSegment(chromosome, ids[begin:end].copy(), starts[begin:end].copy()))
-        begin = end + 1
-    return vocabulary, tokenized
+    learner = BPELearner.from_segments(segments, max_cycles=config.cycles)
+    vocabulary = learner.learn(config, progress=progress)
+    return vocabulary, list(learner.iter_segments())

@@ -33,31 +33,47 @@ def _dtype_for(max_value: int) -> np.dtype:
     raise ValueError(f"value {max_value} too large")
 
 
+def write_tokenized_chromosomes(
+    out_dir: str | os.PathLike, chromosomes: Iterable[tuple[str, np.ndarray, np.ndarray]], *, id_offset: int,
+    vocab_size: int,
+) -> Path:
+    """Write ``(chromosome, ids, starts)`` items, one chromosome in memory at a time; return the folder.
+
+    ``id_offset`` is added to the ids to give tokenizer ids (the number of special tokens placed
+    before the nucleotides; 0 when the ids already are tokenizer ids). The folder appears under its
+    final name only when complete.
+    """
+    id_dtype = _dtype_for(vocab_size - 1)
+    index = {"vocab_size": vocab_size, "id_dtype": id_dtype.name, "chromosomes": {}}
+    with atomic_path(out_dir, is_dir=True) as tmp:
+        for chromosome, ids, starts in chromosomes:
+            if chromosome in index["chromosomes"]:
+                raise ValueError(f"chromosome {chromosome!r} given twice")
+            chrom_ids = (np.asarray(ids, dtype=np.int64) + id_offset).astype(id_dtype)
+            chrom_starts = np.asarray(starts)
+            np.save(tmp / f"{chromosome}.ids.npy", chrom_ids)
+            np.save(tmp / f"{chromosome}.starts.npy", chrom_starts.astype(_dtype_for(int(chrom_starts.max(initial=0)))))
+            index["chromosomes"][chromosome] = {"tokens": int(chrom_ids.size)}
+        (tmp / INDEX).write_text(json.dumps(index, indent=2))
+    return Path(out_dir)
+
+
 def write_tokenized_genome(
     out_dir: str | os.PathLike, segments: Iterable[TokenizedSegment], *, id_offset: int, vocab_size: int
 ) -> Path:
     """Write tokenized segments (grouped per chromosome, in order) as a tokenized-genome folder.
 
-    ``id_offset`` is added to the segments' internal ids to give tokenizer ids (the number of special
-    tokens placed before the nucleotides). Returns the folder.
+    Collects each chromosome's segments in memory; whole genomes should stream chromosomes through
+    ``write_tokenized_chromosomes`` instead.
     """
     by_chromosome: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {}
     for segment in segments:
         ids, starts = by_chromosome.setdefault(segment.chromosome, ([], []))
         ids.append(segment.ids)
         starts.append(segment.starts)
-    id_dtype = _dtype_for(vocab_size - 1)
-    index = {"vocab_size": vocab_size, "id_dtype": id_dtype.name, "chromosomes": {}}
-    with atomic_path(out_dir, is_dir=True) as tmp:
-        for chromosome, (ids, starts) in by_chromosome.items():
-            chrom_ids = (np.concatenate(ids).astype(np.int64) + id_offset).astype(id_dtype)
-            chrom_starts = np.concatenate(starts)
-            start_dtype = _dtype_for(int(chrom_starts.max(initial=0)))
-            np.save(tmp / f"{chromosome}.ids.npy", chrom_ids)
-            np.save(tmp / f"{chromosome}.starts.npy", chrom_starts.astype(start_dtype))
-            index["chromosomes"][chromosome] = {"tokens": int(chrom_ids.size)}
-        (tmp / INDEX).write_text(json.dumps(index, indent=2))
-    return Path(out_dir)
+    return write_tokenized_chromosomes(
+        out_dir, ((name, np.concatenate(ids), np.concatenate(starts)) for name, (ids, starts) in by_chromosome.items()),
+        id_offset=id_offset, vocab_size=vocab_size)
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,10 @@ from pathlib import Path
 
 import numpy as np
 from tokenizers import Regex, Tokenizer, models, normalizers, processors
-from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
+from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from grover_core.atomic import atomic_path
 from grover_core.bpe import BPEVocabulary
-from grover_core.errors import GroverInputError
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 MODEL_MAX_LENGTH = 512  # GROVER: 510 tokens plus [CLS] and [SEP]
@@ -31,12 +30,20 @@ def build_bpe_tokenizer(vocabulary: BPEVocabulary, *, model_max_length: int = MO
     # or short sequences would segment differently from the genome.
     bpe = models.BPE(vocab=vocab, merges=list(vocabulary.merges), unk_token="[UNK]", ignore_merges=False)
     tokenizer = Tokenizer(bpe)
-    # Soft-masked (lower-case) sequence counts as upper case; white space and line breaks are dropped.
-    tokenizer.normalizer = normalizers.Sequence(
-        [normalizers.Replace(Regex(r"\s+"), "")]
-        + [normalizers.Replace(letter.lower(), letter) for letter in "ACGTN"]
-    )
-    cls_id, sep_id = vocab["[CLS]"], vocab["[SEP]"]
+    tokenizer.normalizer = dna_normalizer()
+    return wrap_dna_tokenizer(tokenizer, model_max_length=model_max_length)
+
+
+def dna_normalizer(*, drop_whitespace: bool = True) -> normalizers.Normalizer:
+    """Soft-masked (lower-case) sequence counts as upper case; white space and line breaks are dropped."""
+    upper_case = [normalizers.Replace(letter.lower(), letter) for letter in "ACGTN"]
+    return normalizers.Sequence(([normalizers.Replace(Regex(r"\s+"), "")] if drop_whitespace else []) + upper_case)
+
+
+def wrap_dna_tokenizer(tokenizer: Tokenizer, *, model_max_length: int = MODEL_MAX_LENGTH) -> PreTrainedTokenizerFast:
+    """Add ``[CLS] ... [SEP]`` wrapping to a ``tokenizers`` model holding our special tokens; return the
+    ``PreTrainedTokenizerFast`` every GROVER Lens vocabulary (BPE or k-mer) is saved as."""
+    cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
     tokenizer.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
         pair="[CLS] $A [SEP] $B:1 [SEP]:1",
@@ -68,14 +75,14 @@ def save_tokenizer(tokenizer: PreTrainedTokenizerBase, out_dir: str | os.PathLik
 
 
 def load_tokenizer(path: str | os.PathLike) -> PreTrainedTokenizerBase:
-    """Load a tokenizer folder (ours, or the published GROVER's) from disk, never from the network."""
-    path = Path(path)
-    if not (path / "tokenizer.json").is_file():
-        raise GroverInputError(
-            f"no tokenizer.json in {path}. Give a tokenizer folder written by `grover demo` or a "
-            "Hugging Face model folder that holds its tokenizer."
-        )
-    return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    """Load a tokenizer folder (ours, a k-mer one, or the published GROVER's) from disk, never the network.
+
+    The one loading path for every folder: ``grover_core.tokenizer_folder.load_any_tokenizer``, which
+    also copes with the published GROVER files' quirks.
+    """
+    from grover_core.tokenizer_folder import load_any_tokenizer  # it builds on this module
+
+    return load_any_tokenizer(path).tokenizer
 
 
 def token_strings(tokenizer: PreTrainedTokenizerBase) -> list[str]:

@@ -2,9 +2,15 @@
 
     grover demo-genome --out data/demo_genome      write the synthetic demo genome and annotations
     grover demo --out runs/demo                    build the built-in demo run (genome if missing)
-    grover build genome.fa --out runs/mine         build a run from any FASTA genome
-    grover vocab learn genome.fa --cycles 100 600 --out vocabularies/
+    grover build genome.fa --out runs/mine         build a run from any FASTA or 2bit genome
+    grover vocab learn genome.fa --cycles 100 600 --out vocabularies/ [--tokenized]
                                                    learn BPE once, export each cycle count
+    grover vocab kmer --k 4 5 6 [--overlapping] --out vocabularies/
+                                                   fixed k-mer vocabularies (the paper's baselines)
+    grover tokenize genome.2bit vocabularies/bpe_600 --out tokenized/
+                                                   any tokenizer folder over a genome, streaming
+    grover vocab report runs/demo/tokenizer runs/demo/tokenized [--out report/]
+                                                   vocabulary summary and per-token table
 
 Bad input ends with one line naming the problem (exit status 2), not a traceback.
 """
@@ -51,9 +57,10 @@ def _cmd_build(args) -> None:
 
 
 def _cmd_vocab_learn(args) -> None:
-    from grover_core.bpe import BPEConfig, learn_bpe
+    from grover_core.bpe import BPEConfig, BPELearner
     from grover_core.genome import GenomeStats, iter_segments
-    from grover_core.tokenizer import build_bpe_tokenizer, save_tokenizer
+    from grover_core.tokenized_genome import write_tokenized_chromosomes
+    from grover_core.tokenizer import SPECIAL_TOKENS, build_bpe_tokenizer, save_tokenizer
 
     _require_file(args.fasta)
     cycles = sorted(set(args.cycles))
@@ -61,22 +68,66 @@ def _cmd_vocab_learn(args) -> None:
         raise GroverInputError(f"--cycles must be positive whole numbers, got {cycles[0]}.")
     stats = GenomeStats()
     chromosomes = set(args.chromosomes) if args.chromosomes else None
-    vocabulary, _ = learn_bpe(iter_segments(args.fasta, chromosomes=chromosomes, stats=stats),
-                              config=BPEConfig(cycles=cycles[-1]), progress=not args.quiet)
+    # Learn once up to the largest count: a smaller vocabulary is a prefix of a larger one.
+    learner = BPELearner.from_segments(iter_segments(args.fasta, chromosomes=chromosomes, stats=stats),
+                                       max_cycles=cycles[-1])
+    vocabulary = learner.learn(BPEConfig(cycles=cycles[-1], min_pair_count=args.min_pair_count),
+                               progress=not args.quiet)
+    print(f"genome: {stats.acgt_nucleotides:,} A/C/G/T nucleotides in {stats.segments:,} runs, "
+          f"{stats.other_nucleotides:,} other letters (boundaries)")
     for count in cycles:
         if count > vocabulary.cycles:
             print(f"only {vocabulary.cycles} merges were possible; skipping {count} cycles", file=sys.stderr)
             continue
         prefix = vocabulary.prefix(count)
-        out = save_tokenizer(build_bpe_tokenizer(prefix), Path(args.out) / f"bpe_{count}", extra={
+        tokenizer = build_bpe_tokenizer(prefix)
+        out = save_tokenizer(tokenizer, Path(args.out) / f"bpe_{count}", extra={
             "kind": "bpe", "cycles": count, "merges": [list(m) for m in prefix.merges],
             "merge_counts": prefix.merge_counts, "genome": str(args.fasta), "genome_stats": stats.as_dict()})
         print(f"bpe {count:>5} cycles -> {out}")
+        if args.tokenized and count == vocabulary.cycles:
+            # The learner ends with the genome segmented by the largest vocabulary: write it as is.
+            tokenized = write_tokenized_chromosomes(out / "tokenized", learner.iter_chromosomes(),
+                                                    id_offset=len(SPECIAL_TOKENS), vocab_size=len(tokenizer))
+            print(f"tokenized genome ({learner.total_tokens:,} tokens) -> {tokenized}")
+
+
+def _cmd_vocab_kmer(args) -> None:
+    from grover_core.kmer import write_kmer_tokenizer
+
+    for k in sorted(set(args.k)):
+        name = f"kmer_{k}{'_overlapping' if args.overlapping else ''}"
+        out = write_kmer_tokenizer(Path(args.out) / name, k, overlapping=args.overlapping)
+        print(f"{k}-mer {'overlapping' if args.overlapping else 'non-overlapping'} -> {out}")
+
+
+def _cmd_tokenize(args) -> None:
+    from grover_core.tokenize_genome import tokenize_genome
+
+    _require_file(args.genome)
+    out = tokenize_genome(args.genome, args.tokenizer, args.out,
+                          chromosomes=set(args.chromosomes) if args.chromosomes else None, progress=not args.quiet)
+    print(f"tokenized genome -> {out}")
+
+
+def _cmd_vocab_report(args) -> None:
+    from analysis.vocabulary import format_vocabulary_report, vocabulary_report_for, write_vocabulary_report
+
+    tokenizer_dir, tokenized_dir = Path(args.tokenizer), Path(args.tokenized)
+    for path in (tokenizer_dir, tokenized_dir):
+        if not path.is_dir():
+            raise GroverInputError(f"folder not found: {path}. Give a tokenizer folder and a tokenized-genome folder "
+                                   "(`grover vocab learn --tokenized` or `grover tokenize` writes one).")
+    table, summary = vocabulary_report_for(tokenizer_dir, tokenized_dir, name=args.name)
+    print(format_vocabulary_report(summary))
+    if args.out:
+        paths = write_vocabulary_report(table, summary, args.out)
+        print("written: " + ", ".join(str(p) for p in paths.values()))
 
 
 def _require_file(path: str) -> None:
     if not Path(path).is_file():
-        raise GroverInputError(f"genome file not found: {path}. Give the path of a FASTA file (.fa, .fa.gz).")
+        raise GroverInputError(f"genome file not found: {path}. Give the path of a FASTA (.fa, .fa.gz) or 2bit genome file.")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -111,9 +162,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("fasta")
     p.add_argument("--cycles", type=int, nargs="+", default=[600])
     p.add_argument("--chromosomes", nargs="+", default=None, help="only these records of the FASTA")
+    p.add_argument("--min-pair-count", type=int, default=2, help="stop when the best pair is rarer (default 2)")
     p.add_argument("--out", default="vocabularies")
+    p.add_argument("--tokenized", action="store_true",
+                   help="also write the genome tokenized by the largest vocabulary into <out>/bpe_<max>/tokenized")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(run=_cmd_vocab_learn)
+
+    p = vocab.add_parser("kmer", help="fixed k-mer vocabularies (the paper's baselines) as tokenizer folders")
+    p.add_argument("--k", type=int, nargs="+", default=[1, 2, 3, 4, 5, 6])
+    p.add_argument("--overlapping", action="store_true", help="DNABERT-style overlapping k-mers (stride 1)")
+    p.add_argument("--out", default="vocabularies")
+    p.set_defaults(run=_cmd_vocab_kmer)
+
+    p = sub.add_parser("tokenize", help="tokenize a genome (FASTA/2bit) with any tokenizer folder, streaming")
+    p.add_argument("genome", help="FASTA, FASTA.gz or .2bit")
+    p.add_argument("tokenizer", help="tokenizer folder: ours (BPE or k-mer) or the published GROVER's")
+    p.add_argument("--out", required=True, help="tokenized-genome folder to write")
+    p.add_argument("--chromosomes", nargs="+", default=None)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(run=_cmd_tokenize)
+
+    p = vocab.add_parser("report", help="token table and vocabulary summary (printed; Parquet + JSON with --out)")
+    p.add_argument("tokenizer", help="tokenizer folder")
+    p.add_argument("tokenized", help="tokenized-genome folder made with that tokenizer")
+    p.add_argument("--name", default=None, help="name shown in the report")
+    p.add_argument("--out", default=None, help="folder for vocabulary_tokens.parquet and vocabulary_summary.json")
+    p.set_defaults(run=_cmd_vocab_report)
     return parser
 
 
@@ -125,6 +200,9 @@ def main(argv: list[str] | None = None) -> int:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         print(f"grover: error: {message}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and closed: not an error of ours
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("grover: interrupted; nothing half-written was kept", file=sys.stderr)
         return 130

@@ -24,13 +24,13 @@ import analysis.run as run_format
 from analysis.projections import pc_property_correlations, pca_projection, umap_projection
 from analysis.token_properties import token_property_table
 from grover_core.atomic import atomic_path
-from grover_core.bpe import BPEConfig, learn_bpe
+from grover_core.bpe import BPEConfig, BPELearner
 from grover_core.demo_genome import DemoGenomeConfig, write_demo_genome
 from grover_core.embed import TokenEmbeddingConfig, token_embedding_means
 from grover_core.genome import GenomeStats, iter_segments
 from grover_core.model import build_model, count_parameters, model_config
 from grover_core.pretrain import PretrainConfig, evaluate_masked_lm, pretrain, split_chromosomes
-from grover_core.tokenized_genome import TokenizedGenome, write_tokenized_genome
+from grover_core.tokenized_genome import TokenizedGenome, write_tokenized_chromosomes
 from grover_core.tokenizer import SPECIAL_TOKENS, build_bpe_tokenizer, save_tokenizer, special_token_mask, token_strings
 
 
@@ -118,20 +118,21 @@ def build_run(fasta: str | Path, out_dir: str | Path, *, config: RunConfig = Run
         # 1. Vocabulary: exact BPE over the whole genome; its final segmentation is the tokenized genome.
         stages.start("vocabulary")
         stats = GenomeStats()
-        vocabulary, tokenized = learn_bpe(iter_segments(fasta, stats=stats), config=config.bpe, progress=progress)
+        learner = BPELearner.from_segments(iter_segments(fasta, stats=stats), max_cycles=config.bpe.cycles)
+        vocabulary = learner.learn(config.bpe, progress=progress)
         tokenizer = build_bpe_tokenizer(vocabulary)
         save_tokenizer(tokenizer, tmp / run_format.TOKENIZER_DIR, extra={
             "kind": "bpe", "config": asdict(config.bpe), "cycles": vocabulary.cycles,
             "merges": [list(m) for m in vocabulary.merges], "merge_counts": vocabulary.merge_counts,
             "genome": str(fasta)})
-        write_tokenized_genome(tmp / run_format.TOKENIZED_DIR, tokenized, id_offset=len(SPECIAL_TOKENS),
-                               vocab_size=len(tokenizer))
-        del tokenized
+        write_tokenized_chromosomes(tmp / run_format.TOKENIZED_DIR, learner.iter_chromosomes(),
+                                    id_offset=len(SPECIAL_TOKENS), vocab_size=len(tokenizer))
+        del learner
         genome = TokenizedGenome.open(tmp / run_format.TOKENIZED_DIR)
-        artifacts["tokenizer"] = {"path": run_format.TOKENIZER_DIR, "produced_by": "grover_core.bpe.learn_bpe",
+        artifacts["tokenizer"] = {"path": run_format.TOKENIZER_DIR, "produced_by": "grover_core.bpe.BPELearner",
                                   "params": asdict(config.bpe),
                                   "description": "Hugging Face BPE tokenizer (AutoTokenizer.from_pretrained)"}
-        artifacts["tokenized_genome"] = {"path": run_format.TOKENIZED_DIR, "produced_by": "grover_core.bpe.learn_bpe",
+        artifacts["tokenized_genome"] = {"path": run_format.TOKENIZED_DIR, "produced_by": "grover_core.bpe.BPELearner",
                                          "params": {}, "description": "token ids and starts per chromosome (.npy)"}
         stages.done()
 

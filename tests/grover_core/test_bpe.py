@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from grover_core.bpe import BPEConfig, encode_codes, learn_bpe, merge_occurrences
+from grover_core.bpe import BPEConfig, BPELearner, encode_codes, learn_bpe
 from grover_core.genome import Segment, encode_nucleotides
 
 from .reference_bpe import reference_bpe
@@ -39,8 +39,7 @@ def test_overlapping_pairs_are_counted_and_merged_left_to_right():
     vocabulary, tokenized = learn_bpe(segments_of("AAA"), config=BPEConfig(cycles=1))
     assert vocabulary.merges == [("A", "A")] and vocabulary.merge_counts == [2]  # AAA holds two AA pairs
     assert [vocabulary.tokens[i] for i in tokenized[0].ids] == ["AA", "A"]
-    ids = encode_nucleotides("AAAAA").astype(np.int32)
-    assert merge_occurrences(ids, 0, 0).tolist() == [0, 2]
+    assert encode_codes(encode_nucleotides("AAAAA"), vocabulary.merge_table()).tolist() == [4, 4, 0]
 
 
 def test_ties_go_to_the_alphabetically_first_pair():
@@ -82,3 +81,42 @@ def test_encode_codes_reproduces_the_learned_segmentation(seed):
     table = vocabulary.merge_table()
     for sequence, tokens in zip(sequences, tokenized):
         assert encode_codes(encode_nucleotides(sequence), table).tolist() == tokens.ids.tolist()
+
+
+def genome_segments(text_by_chromosome: dict[str, str]):
+    """Split chromosomes at non-ACGT letters the way the genome reader does."""
+    from grover_core.genome import acgt_runs
+
+    segments = []
+    for name, text in text_by_chromosome.items():
+        codes = encode_nucleotides(text)
+        segments += [Segment(name, start, codes[start:end]) for start, end in acgt_runs(codes)]
+    return segments
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_many_chromosomes_learn_in_parallel_like_the_reference(seed):
+    rng = np.random.default_rng(500 + seed)
+    chromosomes = {}
+    for k in range(int(rng.integers(2, 7))):
+        parts = ["".join(rng.choice(list("ACGTN"), size=int(rng.integers(1, 400)), p=[.27, .2, .2, .27, .06]))
+                 for _ in range(int(rng.integers(1, 4)))]
+        chromosomes[f"chr{k}"] = "NN".join(parts)
+    segments = genome_segments(chromosomes)
+    learner = BPELearner.from_segments(segments, max_cycles=40)
+    vocabulary = learner.learn(BPEConfig(cycles=40))
+    merges, counts, segmented = reference_bpe(["".join("ACGT"[c] for c in s.codes) for s in segments], 40)
+    assert vocabulary.merges == merges and vocabulary.merge_counts == counts
+    tokens = vocabulary.tokens
+    learned = list(learner.iter_segments())
+    assert [[tokens[i] for i in t.ids] for t in learned] == segmented
+    for name, ids, starts in learner.iter_chromosomes():  # every token sits where its nucleotides are
+        assert all(chromosomes[name][s:s + len(tokens[i])] == tokens[i] for s, i in zip(starts, ids))
+        assert learner.names.count(name) == 1
+
+
+def test_memory_is_two_bytes_per_nucleotide():
+    segments = segments_of("ACGT" * 1000)
+    learner = BPELearner.from_segments(segments, max_cycles=600)
+    assert learner.arrays[0].dtype == np.uint16 and learner.arrays[0].nbytes == 2 * (4000 + 1)
+    assert BPELearner.from_segments(segments, max_cycles=70_000).arrays[0].dtype == np.uint32

@@ -49,4 +49,41 @@ def test_console_script_is_installed_and_reports_errors(tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert result.stderr.strip() == f"grover: error: genome file not found: {tmp_path / 'missing.fa'}. " \
-                                    "Give the path of a FASTA file (.fa, .fa.gz)."
+                                    "Give the path of a FASTA (.fa, .fa.gz) or 2bit genome file."
+
+
+def test_vocabulary_workflow_learn_tokenize_kmer_report(tmp_path, capsys):
+    """learn (with the tokenized genome) -> report; k-mer folder -> tokenize -> report."""
+    import numpy as np
+
+    from grover_core.tokenized_genome import TokenizedGenome
+
+    rng = np.random.default_rng(0)
+    body = "".join(rng.choice(list("ACGT"), size=3000)) + "NNNN" + "acgt" * 50
+    fasta = tmp_path / "g.fa"
+    fasta.write_text(f">chrA\n{body}\n>chrB\n{body[::-1]}\n")
+    out = tmp_path / "v"
+    assert main(["vocab", "learn", str(fasta), "--cycles", "10", "30", "--out", str(out), "--tokenized",
+                 "--quiet"]) == 0
+    learned = TokenizedGenome.open(out / "bpe_30" / "tokenized")
+    assert learned.chromosomes == ["chrA", "chrB"] and not (out / "bpe_10" / "tokenized").exists()
+    # `grover tokenize` with the same folder gives the learner's own segmentation.
+    assert main(["tokenize", str(fasta), str(out / "bpe_30"), "--out", str(tmp_path / "t30"), "--quiet"]) == 0
+    again = TokenizedGenome.open(tmp_path / "t30")
+    for name in learned.chromosomes:
+        assert np.array_equal(learned.ids(name), again.ids(name))
+        assert np.array_equal(learned.starts(name), again.starts(name))
+    assert main(["vocab", "kmer", "--k", "3", "--out", str(out)]) == 0
+    assert main(["tokenize", str(fasta), str(out / "kmer_3"), "--out", str(tmp_path / "t3"), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["vocab", "report", str(out / "kmer_3"), str(tmp_path / "t3"), "--out", str(tmp_path / "r")]) == 0
+    report = capsys.readouterr().out
+    assert "nucleotides per token" in report
+    assert (tmp_path / "r" / "vocabulary_tokens.parquet").is_file()
+    assert (tmp_path / "r" / "vocabulary_summary.json").is_file()
+
+
+def test_report_on_missing_folders_is_one_line(tmp_path, capsys):
+    assert main(["vocab", "report", str(tmp_path / "nope"), str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "folder not found" in err[0]
