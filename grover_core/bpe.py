@@ -86,6 +86,8 @@ class TokenizedSegment:
 
 # --- compiled kernels -------------------------------------------------------------------------
 
+_BLOCK = 64  # elements tested for ``a`` at once in the merge pass
+
 @numba.njit(cache=True, nogil=True)
 def _merge_pass(ids, n, a, b, z, separator, left_of_a, right_of_b, left_of_z, right_of_z):
     """Merge every (a, b) in ``ids[:n]`` into z, left to right without overlap, in place.
@@ -128,15 +130,28 @@ def _merge_pass(ids, n, a, b, z, separator, left_of_a, right_of_b, left_of_z, ri
         ids[w] = v
         w += 1
         r += 1
-        run_start = r
-        while r < n and ids[r] != a:
-            r += 1
-        length = r - run_start
-        if w != run_start:
-            for i in range(length):
-                ids[w + i] = ids[run_start + i]
-        w += length
-        previous = ids[r - 1] if length > 0 else v
+        stretch_start = r
+        while r < n:
+            # Whole blocks without ``a`` are skipped (or moved) at once: a branch-free test that the
+            # compiler vectorises, so late merges of rare pairs cost little more than a memory scan.
+            if r + _BLOCK <= n:
+                found = False
+                for i in range(_BLOCK):
+                    found |= ids[r + i] == a
+                if not found:
+                    if w != r:
+                        for i in range(_BLOCK):
+                            ids[w + i] = ids[r + i]
+                    r += _BLOCK
+                    w += _BLOCK
+                    continue
+            while r < n and ids[r] != a:
+                ids[w] = ids[r]
+                w += 1
+                r += 1
+            break
+        # Moving only writes below r, so ids[r - 1] still holds the old value.
+        previous = ids[r - 1] if r > stretch_start else v
     return w, merged, ab_removed
 
 
@@ -164,22 +179,47 @@ def _count_pairs(ids, n, separator, counts):
 
 
 @numba.njit(cache=True, nogil=True)
-def _best_pairs(counts, tokens):
-    """Return the highest count over the live ``[tokens, tokens]`` block and every pair that has it."""
+def _row_max(counts, row, tokens):
+    best = np.int64(0)
+    for j in range(tokens):
+        if counts[row, j] > best:
+            best = counts[row, j]
+    return best
+
+
+@numba.njit(cache=True, nogil=True)
+def _best_pairs(counts, row_max, tokens):
+    """Return the highest count over the live ``[tokens, tokens]`` block and every pair that has it.
+
+    ``row_max`` holds each row's maximum, so only the rows holding the best count are scanned.
+    """
     best = np.int64(0)
     for i in range(tokens):
-        for j in range(tokens):
-            if counts[i, j] > best:
-                best = counts[i, j]
+        if row_max[i] > best:
+            best = row_max[i]
     rows = []
     cols = []
     if best > 0:
         for i in range(tokens):
-            for j in range(tokens):
-                if counts[i, j] == best:
-                    rows.append(i)
-                    cols.append(j)
+            if row_max[i] == best:
+                for j in range(tokens):
+                    if counts[i, j] == best:
+                        rows.append(i)
+                        cols.append(j)
     return best, rows, cols
+
+
+@numba.njit(cache=True, nogil=True)
+def _refresh_row_max(counts, row_max, tokens, a, b, z, column_a_change):
+    """Bring ``row_max`` up to date after a merge changed column a, row b, column z, row z and (a, b)."""
+    for x in range(tokens):
+        if column_a_change[x] != 0 and counts[x, a] - column_a_change[x] >= row_max[x]:
+            row_max[x] = _row_max(counts, x, tokens)  # the row's maximum may have been at a
+        if counts[x, z] > row_max[x]:
+            row_max[x] = counts[x, z]
+    row_max[a] = _row_max(counts, a, tokens)
+    row_max[b] = _row_max(counts, b, tokens)
+    row_max[z] = _row_max(counts, z, tokens)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -301,16 +341,20 @@ class BPELearner:
 
         tokens = list(NUCLEOTIDES)
         known = set(tokens)
+        row_max = np.zeros(width, dtype=np.int64)
+        for row in range(len(tokens)):
+            row_max[row] = _row_max(counts, row, len(tokens))
         vocabulary = BPEVocabulary()
         bar = tqdm(total=config.cycles, desc="BPE merges", unit="merge", disable=not progress)
         while vocabulary.cycles < config.cycles:
-            best, rows, cols = _best_pairs(counts, len(tokens))
+            best, rows, cols = _best_pairs(counts, row_max, len(tokens))
             if best < max(config.min_pair_count, 1):
                 break
             a, b = min(zip(rows, cols), key=lambda pair: (tokens[pair[0]], tokens[pair[1]]))
             merged_token = tokens[a] + tokens[b]
             if merged_token in known:
                 counts[a, b] -= _BLOCKED
+                row_max[a] = _row_max(counts, a, len(tokens))
                 continue
             z = len(tokens)
             deltas[:] = 0
@@ -323,6 +367,7 @@ class BPELearner:
             counts[z, :] += change[3]
             counts[a, b] -= removed.sum()
             tokens.append(merged_token)
+            _refresh_row_max(counts, row_max, len(tokens), a, b, z, change[0])
             known.add(merged_token)
             vocabulary.merges.append((tokens[a], tokens[b]))
             vocabulary.merge_counts.append(int(best))

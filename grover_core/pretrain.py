@@ -10,13 +10,20 @@ import contextlib
 import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
+import torch.distributed as torch_distributed
+from torch.nn.parallel import DistributedDataParallel
 from transformers import BertForMaskedLM, PreTrainedTokenizerBase
+
+from grover_core.checkpoint import fingerprint, latest_checkpoint, load_checkpoint, save_checkpoint
+from grover_core.distributed import Distributed
+from grover_core.errors import GroverInputError
 
 from grover_core.tokenized_genome import TokenizedGenome
 from grover_core.tokenizer import special_token_mask, token_strings
@@ -55,8 +62,18 @@ class PretrainConfig:
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     held_out_chromosomes: tuple[str, ...] = ()  # empty: the last chromosome of the genome
+    split: str = "chromosome"  # "chromosome": held-out chromosomes; "random": the paper's random blocks
+    held_out_fraction: float = 0.2  # with split="random": share of blocks held out (the paper's 80/20)
+    split_block_tokens: int = 5000  # with split="random": blocks assigned to train or held-out whole
+    gradient_accumulation_steps: int = 1  # micro-batches of batch_size per optimizer step
+    checkpoint_every: int = 0  # steps between checkpoints (0: only at the end, when a folder is given)
+    keep_checkpoints: int = 2  # newest checkpoints kept
+    compile: bool = False  # torch.compile the model (GPU: faster after a minute of compiling)
     seed: int = 0
     log_every: int = 10
+
+
+Region = tuple[str, int, int]  # chromosome, first token, end token (half-open)
 
 
 def split_chromosomes(genome: TokenizedGenome, held_out: Sequence[str] = ()) -> tuple[list[str], list[str]]:
@@ -72,19 +89,49 @@ def split_chromosomes(genome: TokenizedGenome, held_out: Sequence[str] = ()) -> 
     return train, held
 
 
-class WindowSampler:
-    """Draws windows of tokens from chosen chromosomes in a seeded, reproducible order.
+def split_regions(genome: TokenizedGenome, config: PretrainConfig) -> tuple[list[Region], list[Region]]:
+    """Return ``(train, held_out)`` token regions by the configured split.
 
-    A chromosome is picked with probability proportional to its tokens, then a start uniformly.
+    ``"chromosome"``: whole chromosomes (held-out ones named, or the last). ``"random"``: every
+    chromosome cut into blocks of ``split_block_tokens``, each held out with probability
+    ``held_out_fraction`` (seeded), as the paper's random 80/20 split of windows.
+    """
+    if config.split == "chromosome":
+        train, held = split_chromosomes(genome, config.held_out_chromosomes)
+        whole = lambda names: [(n, 0, genome.tokens_per_chromosome[n]) for n in names]  # noqa: E731
+        return whole(train), whole(held)
+    if config.split != "random":
+        raise ValueError(f"split must be 'chromosome' or 'random', not {config.split!r}")
+    rng = np.random.default_rng(config.seed + 7919)
+    train, held = [], []
+    for name in genome.chromosomes:
+        size = genome.tokens_per_chromosome[name]
+        for begin in range(0, size, config.split_block_tokens):
+            region = (name, begin, min(size, begin + config.split_block_tokens))
+            (held if rng.random() < config.held_out_fraction else train).append(region)
+    if not train or not held:
+        raise ValueError("the random split left no training or no held-out block; change held_out_fraction")
+    return train, held
+
+
+def _as_regions(genome: TokenizedGenome, items: Sequence[str | Region]) -> list[Region]:
+    return [(item, 0, genome.tokens_per_chromosome[item]) if isinstance(item, str) else tuple(item)
+            for item in items]
+
+
+class WindowSampler:
+    """Draws windows of tokens from chosen chromosomes or regions in a seeded, resumable order.
+
+    A region is picked with probability proportional to its tokens, then a start uniformly.
     Window lengths: ``full_window_fraction`` of them ``max_tokens``, the rest uniform in
-    ``[min_tokens, max_tokens]``.
+    ``[min_tokens, max_tokens]``. ``state()``/``set_state()`` save and restore the order exactly.
     """
 
-    def __init__(self, genome: TokenizedGenome, chromosomes: Sequence[str], *, min_tokens: int, max_tokens: int,
-                 full_window_fraction: float, seed: int):
-        self.arrays = [genome.ids(name) for name in chromosomes]
-        self.names = list(chromosomes)
-        sizes = np.array([a.size for a in self.arrays], dtype=np.float64)
+    def __init__(self, genome: TokenizedGenome, regions: Sequence[str | Region], *, min_tokens: int,
+                 max_tokens: int, full_window_fraction: float, seed: int):
+        self.regions = _as_regions(genome, regions)
+        self.arrays = {name: genome.ids(name) for name, _, _ in self.regions}
+        sizes = np.array([end - begin for _, begin, end in self.regions], dtype=np.float64)
         if sizes.sum() == 0:
             raise ValueError("no tokens in the chosen chromosomes")
         self.weights = sizes / sizes.sum()
@@ -93,17 +140,23 @@ class WindowSampler:
         self.rng = np.random.default_rng(seed)
 
     def sample(self, count: int) -> list[tuple[int, int, np.ndarray]]:
-        """Return ``count`` windows as ``(chromosome index, first token index, token ids)``."""
+        """Return ``count`` windows as ``(region index, first token index, token ids)``."""
         windows = []
         for _ in range(count):
-            which = int(self.rng.choice(len(self.arrays), p=self.weights))
-            tokens = self.arrays[which]
+            which = int(self.rng.choice(len(self.regions), p=self.weights))
+            name, begin, end = self.regions[which]
             full = self.rng.random() < self.full_window_fraction
             length = self.max_tokens if full else int(self.rng.integers(self.min_tokens, self.max_tokens + 1))
-            length = min(length, tokens.size)
-            first = int(self.rng.integers(0, tokens.size - length + 1))
-            windows.append((which, first, np.asarray(tokens[first:first + length], dtype=np.int64)))
+            length = min(length, end - begin)
+            first = begin + int(self.rng.integers(0, end - begin - length + 1))
+            windows.append((which, first, np.asarray(self.arrays[name][first:first + length], dtype=np.int64)))
         return windows
+
+    def state(self) -> dict:
+        return self.rng.bit_generator.state
+
+    def set_state(self, state: dict) -> None:
+        self.rng.bit_generator.state = state
 
 
 def collate_windows(windows: Sequence[np.ndarray], tokenizer: PreTrainedTokenizerBase) -> dict[str, torch.Tensor]:
@@ -175,69 +228,182 @@ class PretrainResult:
     seconds: float
     final_loss: float
     log: list[dict]
+    resumed_from: int = 0  # the step a checkpoint was resumed at (0: a fresh start)
+
+
+def _training_fingerprint(model: BertForMaskedLM, tokenizer: PreTrainedTokenizerBase, genome: TokenizedGenome,
+                          config: PretrainConfig, world_size: int) -> tuple[str, list[str]]:
+    """What must not change for a resume to continue the same run (steps and checkpointing may)."""
+    settings = {k: v for k, v in asdict(config).items()
+                if k not in ("steps", "checkpoint_every", "keep_checkpoints", "log_every", "compile")}
+    fields = {
+        "model": {k: v for k, v in model.config.to_dict().items()
+                  if k not in ("transformers_version", "_name_or_path", "architectures", "dtype", "torch_dtype")},
+        "vocabulary": sorted(tokenizer.get_vocab().items()),
+        "genome": genome.tokens_per_chromosome,
+        "training": settings,
+        "world_size": world_size,
+    }
+    return fingerprint(fields), sorted(fields)
+
+
+def _make_optimizer(model: BertForMaskedLM, config: PretrainConfig, device: torch.device) -> torch.optim.Optimizer:
+    # No decay on biases and LayerNorm weights, as in BERT.
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.ndim < 2]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}],
+                             lr=config.learning_rate, betas=(0.9, 0.98), eps=1e-6, fused=device.type == "cuda")
+
+
+def _rng_state(generator: torch.Generator, device: torch.device) -> dict[str, torch.Tensor]:
+    state = {"masking": generator.get_state(), "torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _tensorboard(log_dir):
+    """A TensorBoard writer when tensorboard is installed, else None (the JSON-lines log always exists)."""
+    if log_dir is None:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(log_dir=str(log_dir))
 
 
 def pretrain(model: BertForMaskedLM, tokenizer: PreTrainedTokenizerBase, genome: TokenizedGenome, *,
-             config: PretrainConfig, log_path=None, progress: bool = False) -> PretrainResult:
-    """Train ``model`` in place on windows of the training chromosomes; return what happened.
+             config: PretrainConfig, log_path=None, checkpoint_dir=None, progress: bool = False,
+             dist: Distributed | None = None, on_step: Callable[[int], None] | None = None) -> PretrainResult:
+    """Train ``model`` in place on windows of the training regions; return what happened.
 
-    Each logged step is also appended to ``log_path`` (JSON lines) when given.
+    Each optimizer step sees ``batch_size x gradient_accumulation_steps`` windows. With
+    ``checkpoint_dir`` a checkpoint is written every ``checkpoint_every`` steps and at the end, and
+    a run finding a checkpoint there resumes from it exactly (same weights, optimizer, data order and
+    random state); one made for another model, vocabulary or data is refused. Under ``torchrun``
+    (``dist`` from ``setup_distributed``) each process trains on its slice of the same global batch.
+    Logged steps go to ``log_path`` (JSON lines) and to TensorBoard when installed. ``on_step(step)``
+    runs after each completed step.
     """
-    device = pick_device()
+    dist = dist or Distributed(device=pick_device())
+    device = dist.device
     model.to(device).train()
-    train_chromosomes, _ = split_chromosomes(genome, config.held_out_chromosomes)
+    train_regions, _ = split_regions(genome, config)
     max_tokens = min(config.max_window_tokens, model.config.max_position_embeddings - 2)
-    sampler = WindowSampler(genome, train_chromosomes, min_tokens=min(config.min_window_tokens, max_tokens),
+    sampler = WindowSampler(genome, train_regions, min_tokens=min(config.min_window_tokens, max_tokens),
                             max_tokens=max_tokens, full_window_fraction=config.full_window_fraction,
                             seed=config.seed)
+    share = dist.slice_of(config.batch_size)
     special = torch.from_numpy(special_token_mask(tokenizer))
     generator = torch.Generator().manual_seed(config.seed)
-    # No decay on biases and LayerNorm weights, as in BERT.
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}],
-                                  lr=config.learning_rate, betas=(0.9, 0.98), eps=1e-6,
-                                  fused=device.type == "cuda")
+    optimizer = _make_optimizer(model, config, device)
+    run_fingerprint, fingerprint_fields = _training_fingerprint(model, tokenizer, genome, config, dist.world_size)
+
+    start_step, tokens_seen = 0, 0
+    checkpoint = latest_checkpoint(checkpoint_dir) if checkpoint_dir else None
+    if checkpoint is not None:
+        state, rng = load_checkpoint(checkpoint, model=model, optimizer=optimizer,
+                                     expected_fingerprint=run_fingerprint)
+        start_step, tokens_seen = state["step"], state["tokens_seen"]
+        sampler.set_state(state["sampler"])
+        generator.set_state(rng["masking"])
+        torch.set_rng_state(rng["torch"])
+        if "cuda" in rng and device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"], device)
+    train_model = model
+    if dist.enabled:
+        train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if config.compile:
+        train_model = torch.compile(train_model)
+
     log: list[dict] = []
-    log_file = open(log_path, "a") if log_path else None
-    tokens_seen, started, loss_value = 0, time.perf_counter(), float("nan")
-    bar = tqdm(range(config.steps), desc="pretraining", unit="step", disable=not progress)
+    log_file = open(log_path, "a") if (log_path and dist.is_main) else None
+    board = _tensorboard(Path(log_path).parent / "tensorboard" if (log_path and dist.is_main) else None)
+    started, loss_value = time.perf_counter(), float("nan")
+    tokens_at_start = tokens_seen
+    bar = tqdm(range(start_step, config.steps), desc="pretraining", unit="step", initial=start_step,
+               total=config.steps, disable=not (progress and dist.is_main))
+    accumulation = max(1, config.gradient_accumulation_steps)
     try:
         for step in bar:
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate_at(step, config)
-            batch = collate_windows([w for _, _, w in sampler.sample(config.batch_size)], tokenizer)
-            input_ids, labels = mask_tokens(batch["input_ids"], special=special, mask_token_id=tokenizer.mask_token_id,
-                                            config=config.masking, generator=generator)
-            with autocast_for(device):
-                out = model(input_ids=input_ids.to(device), attention_mask=batch["attention_mask"].to(device),
-                            labels=labels.to(device))
             optimizer.zero_grad(set_to_none=True)
-            out.loss.backward()
+            step_loss = torch.zeros((), device=device)
+            for micro in range(accumulation):
+                # Every rank draws and masks the whole global batch, then keeps its slice: the same
+                # batches as one process, whatever the number of processes.
+                batch = collate_windows([w for _, _, w in sampler.sample(config.batch_size)], tokenizer)
+                input_ids, labels = mask_tokens(batch["input_ids"], special=special,
+                                                mask_token_id=tokenizer.mask_token_id, config=config.masking,
+                                                generator=generator)
+                selected_in_batch = int((labels != IGNORE_INDEX).sum())
+                tokens_seen += int(batch["attention_mask"].sum())
+                input_ids, labels = input_ids[share].to(device), labels[share].to(device)
+                attention_mask = batch["attention_mask"][share].to(device)
+                syncing = micro == accumulation - 1 or not dist.enabled
+                with (contextlib.nullcontext() if syncing else train_model.no_sync()), autocast_for(device):
+                    logits = train_model(input_ids=input_ids, attention_mask=attention_mask).logits
+                    chosen = labels != IGNORE_INDEX
+                    # Sum over this rank's selected tokens / all selected in the global batch; DDP
+                    # averages over ranks, hence x world size: the gradient of the global mean loss.
+                    loss_sum = torch.nn.functional.cross_entropy(logits[chosen].float(), labels[chosen],
+                                                                 reduction="sum")
+                    loss = loss_sum * (dist.world_size / (selected_in_batch * accumulation))
+                loss.backward()
+                step_loss += loss_sum.detach() / (selected_in_batch * accumulation)
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
-            tokens_seen += int(batch["attention_mask"].sum())
-            if step % config.log_every == 0 or step == config.steps - 1:
-                loss_value = out.loss.item()
+            done = step + 1
+            if step % config.log_every == 0 or done == config.steps:
+                if dist.enabled:
+                    torch_distributed.all_reduce(step_loss)
+                loss_value = step_loss.item()
                 elapsed = time.perf_counter() - started
+                rate = (tokens_seen - tokens_at_start) / max(elapsed, 1e-9)
                 record = {"step": step, "loss": round(loss_value, 5), "lr": optimizer.param_groups[0]["lr"],
                           "tokens_seen": tokens_seen, "seconds": round(elapsed, 3),
-                          "tokens_per_second": round(tokens_seen / max(elapsed, 1e-9), 1)}
+                          "tokens_per_second": round(rate, 1)}
                 log.append(record)
                 if log_file:
                     log_file.write(json.dumps(record) + "\n")
-                bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{record['tokens_per_second']:.0f}")
+                    log_file.flush()
+                if board:
+                    board.add_scalar("train/loss", loss_value, step)
+                    board.add_scalar("train/lr", record["lr"], step)
+                    board.add_scalar("train/tokens_per_second", rate, step)
+                bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{rate:.0f}")
+            at_checkpoint = config.checkpoint_every and done % config.checkpoint_every == 0
+            if checkpoint_dir and (at_checkpoint or done == config.steps):
+                if dist.is_main:
+                    save_checkpoint(checkpoint_dir, step=done, model=model, optimizer=optimizer,
+                                    rng=_rng_state(generator, device), keep=config.keep_checkpoints,
+                                    state={"tokens_seen": tokens_seen, "sampler": sampler.state(),
+                                           "fingerprint": run_fingerprint,
+                                           "fingerprint_fields": fingerprint_fields})
+                dist.barrier()
+            if on_step is not None:
+                on_step(step)
+    except torch.OutOfMemoryError as error:
+        raise GroverInputError(
+            f"out of GPU memory at batch size {config.batch_size} x {max_tokens + 2} tokens: lower the batch size "
+            "and raise gradient_accumulation_steps to keep the same effective batch."
+        ) from error
     finally:
         if log_file:
             log_file.close()
+        if board:
+            board.close()
     model.eval()
-    return PretrainResult(config.steps, tokens_seen, time.perf_counter() - started, loss_value, log)
+    return PretrainResult(config.steps, tokens_seen, time.perf_counter() - started, loss_value, log,
+                          resumed_from=start_step)
 
 
 @torch.inference_mode()
 def evaluate_masked_lm(model: BertForMaskedLM, tokenizer: PreTrainedTokenizerBase, genome: TokenizedGenome, *,
-                       chromosomes: Sequence[str], baseline_counts: np.ndarray, windows: int = 512,
+                       chromosomes: Sequence[str | Region], baseline_counts: np.ndarray, windows: int = 512,
                        window_tokens: int | None = None, batch_size: int = 64,
                        masking: MaskingConfig = MaskingConfig(), top_k: int = 10, seed: int = 1234) -> dict:
     """Masked-token accuracy and perplexity on windows of ``chromosomes``, beside the frequency baseline.
@@ -295,7 +461,7 @@ def evaluate_masked_lm(model: BertForMaskedLM, tokenizer: PreTrainedTokenizerBas
     return {
         "windows": windows,
         "window_tokens": window_tokens,
-        "chromosomes": list(chromosomes),
+        "chromosomes": sorted({c if isinstance(c, str) else c[0] for c in chromosomes}),
         "n_masked_tokens": n,
         "masked_top1_accuracy": hits1 / n,
         f"masked_top{top_k}_accuracy": hitsk / n,

@@ -9,6 +9,9 @@
                                                    fixed k-mer vocabularies (the paper's baselines)
     grover tokenize genome.2bit vocabularies/bpe_600 --out tokenized/
                                                    any tokenizer folder over a genome, streaming
+    grover pretrain --tokenized T --tokenizer V --out runs/m [--preset grover-base] [--steps N]
+                                                   pretrain (resumes from runs/m/checkpoints; torchrun for DDP)
+    grover eval runs/m/model --tokenized T         held-out masked-token accuracy vs frequency baseline
     grover vocab report runs/demo/tokenizer runs/demo/tokenized [--out report/]
                                                    vocabulary summary and per-token table
 
@@ -18,8 +21,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 from pathlib import Path
+
+import numpy as np
 
 from grover_core.errors import GroverInputError
 
@@ -110,6 +116,95 @@ def _cmd_tokenize(args) -> None:
     print(f"tokenized genome -> {out}")
 
 
+def _open_tokenized(path: str):
+    from grover_core.tokenized_genome import INDEX, TokenizedGenome
+
+    if not (Path(path) / INDEX).is_file():
+        raise GroverInputError(
+            f"no tokenized genome in {path}. Make one with `grover tokenize GENOME TOKENIZER --out {path}` "
+            "or `grover vocab learn GENOME --tokenized`.")
+    return TokenizedGenome.open(path)
+
+
+def _parse_overrides(pairs: list[str]) -> dict:
+    """``["hidden_size=256", "num_hidden_layers=6"]`` -> dict with numbers parsed."""
+    overrides = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise GroverInputError(f"--set takes FIELD=VALUE, got {pair!r}")
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key] = value
+    return overrides
+
+
+def _cmd_pretrain(args) -> None:
+    from grover_core.distributed import setup_distributed, teardown_distributed
+    from grover_core.model import build_model, count_parameters, model_config
+    from grover_core.pretrain import MaskingConfig, PretrainConfig, pretrain
+    from grover_core.tokenizer import load_tokenizer
+
+    genome = _open_tokenized(args.tokenized)
+    tokenizer = load_tokenizer(args.tokenizer)
+    shape = model_config(args.preset, **_parse_overrides(args.set))
+    config = PretrainConfig(
+        steps=args.steps, batch_size=args.batch_size, gradient_accumulation_steps=args.accumulation,
+        max_window_tokens=min(args.window, shape.max_window_tokens), learning_rate=args.lr,
+        warmup_steps=args.warmup, held_out_chromosomes=tuple(args.held_out or ()), split=args.split,
+        checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep, compile=args.compile,
+        seed=args.seed, log_every=args.log_every,
+        masking=MaskingConfig(select_fraction=args.mask_fraction))
+    dist = setup_distributed()
+    try:
+        out = Path(args.out)
+        model = build_model(shape, tokenizer, seed=args.seed)
+        if dist.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "pretrain_config.json").write_text(json.dumps(
+                {"preset": args.preset, "model": dataclasses.asdict(shape), "pretrain": dataclasses.asdict(config),
+                 "tokenized": str(args.tokenized), "tokenizer": str(args.tokenizer),
+                 "world_size": dist.world_size, "parameters": count_parameters(model)}, indent=2))
+        result = pretrain(model, tokenizer, genome, config=config, log_path=out / "training_log.jsonl",
+                          checkpoint_dir=out / "checkpoints", progress=not args.quiet, dist=dist)
+        if dist.is_main:
+            from grover_core.atomic import atomic_path
+
+            with atomic_path(out / "model", is_dir=True) as tmp:
+                model.save_pretrained(str(tmp), safe_serialization=True)
+                tokenizer.save_pretrained(str(tmp))
+            resumed = f" (resumed at step {result.resumed_from})" if result.resumed_from else ""
+            print(f"trained {result.steps} steps{resumed}, {result.tokens_seen:,} tokens, final loss "
+                  f"{result.final_loss:.4f} -> {out / 'model'}")
+    finally:
+        teardown_distributed(dist)
+
+
+def _cmd_eval(args) -> None:
+    from grover_core.model import load_model
+    from grover_core.pretrain import MaskingConfig, PretrainConfig, evaluate_masked_lm, split_regions
+    from grover_core.tokenizer import load_tokenizer
+
+    genome = _open_tokenized(args.tokenized)
+    tokenizer = load_tokenizer(args.tokenizer or args.model)
+    model = load_model(args.model, tokenizer=tokenizer)
+    split = PretrainConfig(held_out_chromosomes=tuple(args.held_out or ()), split=args.split, seed=args.seed)
+    train, held = split_regions(genome, split)
+    counts = np.zeros(len(tokenizer), dtype=np.int64)
+    for name, begin, end in train:
+        counts += np.bincount(np.asarray(genome.ids(name)[begin:end]), minlength=len(tokenizer))[: len(tokenizer)]
+    result = evaluate_masked_lm(model, tokenizer, genome, chromosomes=held, baseline_counts=counts,
+                                windows=args.windows, masking=MaskingConfig(select_fraction=args.mask_fraction),
+                                seed=args.seed + 1)
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out:
+        from grover_core.atomic import atomic_write_text
+
+        atomic_write_text(args.out, text)
+
+
 def _cmd_vocab_report(args) -> None:
     from analysis.vocabulary import format_vocabulary_report, vocabulary_report_for, write_vocabulary_report
 
@@ -156,6 +251,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tiny", action="store_true", help="seconds-scale settings")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(run=_cmd_build)
+
+    p = sub.add_parser("pretrain", help="pretrain a BERT MLM on a tokenized genome (resumable; torchrun for many GPUs)")
+    p.add_argument("--tokenized", required=True, help="tokenized-genome folder")
+    p.add_argument("--tokenizer", required=True, help="the tokenizer folder that made it")
+    p.add_argument("--out", required=True, help="run folder: model/, checkpoints/, training_log.jsonl")
+    p.add_argument("--preset", default="grover-small", help="grover-base (the paper), grover-small, grover-tiny, grover-test")
+    p.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="override model fields, e.g. hidden_size=256")
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--batch-size", type=int, default=64, help="windows per micro-batch, all processes together")
+    p.add_argument("--accumulation", type=int, default=1, help="micro-batches per optimizer step")
+    p.add_argument("--window", type=int, default=510, help="longest window in tokens (capped by the model)")
+    p.add_argument("--lr", type=float, default=4e-4)
+    p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--mask-fraction", type=float, default=0.022, help="share of tokens selected (GROVER: 0.022)")
+    p.add_argument("--split", choices=["chromosome", "random"], default="chromosome")
+    p.add_argument("--held-out", nargs="*", default=None, help="held-out chromosomes (default: the last)")
+    p.add_argument("--checkpoint-every", type=int, default=500)
+    p.add_argument("--keep", type=int, default=2, help="checkpoints kept")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--log-every", type=int, default=10)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(run=_cmd_pretrain)
+
+    p = sub.add_parser("eval", help="held-out masked-token accuracy and perplexity against the frequency baseline")
+    p.add_argument("model", help="model folder (ours or the published GROVER's, local)")
+    p.add_argument("--tokenized", required=True)
+    p.add_argument("--tokenizer", default=None, help="tokenizer folder (default: the model folder)")
+    p.add_argument("--split", choices=["chromosome", "random"], default="chromosome")
+    p.add_argument("--held-out", nargs="*", default=None)
+    p.add_argument("--windows", type=int, default=1024)
+    p.add_argument("--mask-fraction", type=float, default=0.022)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="write the metrics JSON here too")
+    p.set_defaults(run=_cmd_eval)
 
     vocab = sub.add_parser("vocab", help="vocabularies").add_subparsers(dest="vocab_command", required=True)
     p = vocab.add_parser("learn", help="learn BPE once and export a tokenizer per cycle count")
