@@ -242,8 +242,13 @@ def main() -> None:
                              extra=f", {args.hf_chunk}") if mbp <= args.hf_chunk_max_mbp else {"failed": "not tried"})
         print(f"  BpeTrainer on {args.hf_chunk}-nt words: "
               f"{json.dumps({k: v for k, v in chunked.items() if k != 'merges'})}", flush=True)
-        rows.append((mbp, ours, theirs, chunked))
+        rows.append([mbp, ours, theirs, chunked])
 
+    for row in rows:  # a rerun that did not try BpeTrainer keeps the earlier BpeTrainer figures
+        if row[0] in earlier:
+            for k in (2, 3):
+                if row[k] == {"failed": "not tried"}:
+                    row[k] = earlier[row[0]][k]
     earlier.update({row[0]: row for row in rows})
     rows = [earlier[mbp] for mbp in sorted(earlier)]
     results_file.write_text(json.dumps(rows))

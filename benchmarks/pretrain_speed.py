@@ -8,15 +8,18 @@ on one model and the same batches:
 
 1. loader: ``WindowSampler.sample`` + ``collate_windows`` + ``mask_tokens`` alone, i.e. what one
    training step needs of data;
-2. bare loop: forward, backward and AdamW step on pre-made tensors (the very batches ``pretrain``
-   draws first), nothing else;
-3. full step: ``pretrain(...)`` with the pipeline's settings (log_every included), timed by its own
-   result (``tokens_seen / seconds``), after a warm-up call so first-step costs are left out.
+2. bare loop: forward, loss, backward and AdamW step on pre-made tensors (the very batches
+   ``pretrain`` draws first), nothing else; the loss as ``pretrain`` computes it (cross-entropy on the
+   selected positions' logits only), so both loops do the same arithmetic;
+3. full step: ``pretrain(...)`` called as the pipeline calls it (its settings, log_every, a JSON-lines
+   log file), timed by its own result (``tokens_seen / seconds``), after a warm-up call so first-step
+   costs are left out.
 
 Tokens are non-padding tokens ([CLS] and [SEP] included), counted as ``pretrain`` counts them. Each
-measurement is repeated (loader, bare, full back to back in every repeat) and the median reported; ratios
-are medians of the per-repeat ratios, which stay fair when other jobs load the machine. Targets: the
-loader at least 10x faster than the model, the full step at least 90% of the bare loop's speed.
+measurement is repeated (loader, bare, full back to back in every repeat, bare and full taking turns at
+going first) and the median reported; ratios are medians of the per-repeat ratios, which stay fair when
+other jobs load the machine. Targets: the loader at least 10x faster than the model, the full step at
+least 90% of the bare loop's speed.
 Finally one more bare pass and one ``pretrain`` call run with timers around each part of a step
 (wrapped functions and hooks, removed afterwards) to show where the full step's extra time goes.
 Figures are printed and written to the "## Pretraining speed" section of BENCHMARKS.md.
@@ -33,6 +36,7 @@ import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -48,8 +52,8 @@ import analysis.run as run_format  # noqa: E402
 import grover_core.pretrain as pretrain_module  # noqa: E402
 from grover_core.model import build_model, count_parameters, model_config  # noqa: E402
 from grover_core.pretrain import (  # noqa: E402
-    PretrainConfig, WindowSampler, autocast_for, collate_windows, mask_tokens, pick_device, pretrain,
-    split_chromosomes)
+    IGNORE_INDEX, PretrainConfig, WindowSampler, autocast_for, collate_windows, mask_tokens, pick_device, pretrain,
+    split_regions)
 from grover_core.tokenized_genome import TokenizedGenome  # noqa: E402
 from grover_core.tokenizer import load_tokenizer, special_token_mask  # noqa: E402
 
@@ -72,13 +76,15 @@ class Plan:
 
 
 DEFAULT_PLANS = {
-    "grover-test": Plan(window=128, batch_size=32, steps=40),  # the preset holds 64 tokens at most
-    "grover-tiny": Plan(window=128, batch_size=32, steps=30),  # the demo's setting
-    "grover-small": Plan(window=510, batch_size=8, steps=6),  # GROVER's window: slow on 2 cores, so few steps
+    "grover-test": Plan(window=128, batch_size=32, steps=100),  # the preset holds 64 tokens at most; ~15 ms steps
+    "grover-tiny": Plan(window=128, batch_size=32, steps=30),  # the demo's setting; ~0.2 s steps on 2 cores
+    "grover-small": Plan(window=510, batch_size=8, steps=8),  # GROVER's window; ~1.5 s steps, so a small batch
 }
 
 # Parts of a step, in the order they happen; "other" is the step time no timer saw.
-PARTS = ("sample", "collate", "mask", "forward", "zero_grad", "backward", "clip_grad_norm", "optimizer_step", "other")
+PARTS = ("sample", "collate", "mask", "forward", "loss", "zero_grad", "backward", "clip_grad_norm", "optimizer_step",
+         "other")
+LOADER_PARTS = ("sample", "collate", "mask", "clip_grad_norm")  # parts the bare loop does not have
 
 
 def _sync(device: torch.device) -> None:
@@ -101,7 +107,7 @@ def pipeline_pretrain_config(plan: Plan, max_window_tokens: int) -> PretrainConf
 def make_batches(genome: TokenizedGenome, tokenizer, config: PretrainConfig, special: torch.Tensor,
                  max_tokens: int, count: int) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """The first ``count`` batches ``pretrain`` draws with ``config``: ``(input_ids, attention_mask, labels)``."""
-    train, _ = split_chromosomes(genome, config.held_out_chromosomes)
+    train, _ = split_regions(genome, config)
     sampler = WindowSampler(genome, train, min_tokens=min(config.min_window_tokens, max_tokens), max_tokens=max_tokens,
                             full_window_fraction=config.full_window_fraction, seed=config.seed)
     generator = torch.Generator().manual_seed(config.seed)
@@ -117,7 +123,7 @@ def make_batches(genome: TokenizedGenome, tokenizer, config: PretrainConfig, spe
 def measure_loader(genome: TokenizedGenome, tokenizer, config: PretrainConfig, special: torch.Tensor,
                    max_tokens: int, *, seed: int) -> float:
     """Tokens per second of sampling, collating and masking batches, nothing else."""
-    train, _ = split_chromosomes(genome, config.held_out_chromosomes)
+    train, _ = split_regions(genome, config)
     sampler = WindowSampler(genome, train, min_tokens=min(config.min_window_tokens, max_tokens), max_tokens=max_tokens,
                             full_window_fraction=config.full_window_fraction, seed=seed)
     generator = torch.Generator().manual_seed(seed)
@@ -141,7 +147,10 @@ def make_optimizer(model: torch.nn.Module, config: PretrainConfig, device: torch
 
 
 def bare_loop(model, optimizer, batches, device: torch.device) -> tuple[int, float, dict[str, float]]:
-    """Forward, backward, optimizer step over pre-made batches; return ``(tokens, seconds, seconds per part)``."""
+    """Forward, loss, backward, optimizer step over pre-made batches; return ``(tokens, seconds, seconds per part)``.
+
+    The loss is ``pretrain``'s: cross-entropy over the selected positions' logits only.
+    """
     model.train()
     parts: dict[str, float] = defaultdict(float)
     tokens = sum(int(mask.sum()) for _, mask, _ in batches)
@@ -150,19 +159,23 @@ def bare_loop(model, optimizer, batches, device: torch.device) -> tuple[int, flo
     started = time.perf_counter()
     for input_ids, attention_mask, labels in moved:
         t0 = time.perf_counter()
-        with autocast_for(device):
-            out = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels)
-        t1 = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
-        t2 = time.perf_counter()
-        out.loss.backward()
+        t1 = time.perf_counter()
+        with autocast_for(device):
+            logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
+            t2 = time.perf_counter()
+            chosen = labels != IGNORE_INDEX
+            loss = torch.nn.functional.cross_entropy(logits[chosen].float(), labels[chosen])
         t3 = time.perf_counter()
-        optimizer.step()
+        loss.backward()
         t4 = time.perf_counter()
-        parts["forward"] += t1 - t0
-        parts["zero_grad"] += t2 - t1
-        parts["backward"] += t3 - t2
-        parts["optimizer_step"] += t4 - t3
+        optimizer.step()
+        t5 = time.perf_counter()
+        parts["zero_grad"] += t1 - t0
+        parts["forward"] += t2 - t1
+        parts["loss"] += t3 - t2
+        parts["backward"] += t4 - t3
+        parts["optimizer_step"] += t5 - t4
     _sync(device)
     seconds = time.perf_counter() - started
     parts["other"] = seconds - sum(parts.values())
@@ -190,7 +203,7 @@ def step_part_timers(model: torch.nn.Module, parts: dict[str, float]):
     targets = [(WindowSampler, "sample", "sample"), (pretrain_module, "collate_windows", "collate"),
                (pretrain_module, "mask_tokens", "mask"), (torch.Tensor, "backward", "backward"),
                (torch.optim.Optimizer, "zero_grad", "zero_grad"),
-               (torch.nn.utils, "clip_grad_norm_", "clip_grad_norm")]
+               (torch.nn.functional, "cross_entropy", "loss"), (torch.nn.utils, "clip_grad_norm_", "clip_grad_norm")]
     if hasattr(pretrain_module, "clip_grad_norm_"):  # in case pretrain imports it by name one day
         targets.append((pretrain_module, "clip_grad_norm_", "clip_grad_norm"))
     saved = [(owner, attr, getattr(owner, attr)) for owner, attr, _ in targets]
@@ -219,8 +232,11 @@ def step_part_timers(model: torch.nn.Module, parts: dict[str, float]):
 
 
 def measure_preset(preset: str, plan: Plan, *, tokenizer, genome: TokenizedGenome, repeats: int,
-                   breakdown: bool, log=print) -> dict:
-    """Run the three measurements (and the breakdown) for one preset; return figures and raw repeats."""
+                   breakdown: bool, scratch: Path, log=print) -> dict:
+    """Run the three measurements (and the breakdown) for one preset; return figures and raw repeats.
+
+    ``scratch`` takes ``pretrain``'s training log, as the pipeline gives it one.
+    """
     device = pick_device()
     shape = model_config(preset)
     max_tokens = min(plan.window, shape.max_window_tokens)  # what pretrain itself will use
@@ -231,16 +247,20 @@ def measure_preset(preset: str, plan: Plan, *, tokenizer, genome: TokenizedGenom
     optimizer = make_optimizer(model, config, device)
 
     # Warm-up: first-call costs (allocations, kernel selection, optimizer state) out of the timings.
+    log_path = scratch / f"{preset}.training_log.jsonl"
     bare_loop(model, optimizer, batches[:WARMUP_STEPS], device)
-    pretrain(model, tokenizer, genome, config=dataclasses.replace(config, steps=WARMUP_STEPS))
+    pretrain(model, tokenizer, genome, config=dataclasses.replace(config, steps=WARMUP_STEPS), log_path=log_path)
 
     loader, bare, full = [], [], []
     for repeat in range(repeats):
         loader.append(measure_loader(genome, tokenizer, config, special, max_tokens, seed=1000 + repeat))
-        tokens, seconds, _ = bare_loop(model, optimizer, batches, device)
-        bare.append(tokens / seconds)
-        result = pretrain(model, tokenizer, genome, config=config)
-        full.append(result.tokens_seen / result.seconds)
+        for which in ("bare", "full") if repeat % 2 == 0 else ("full", "bare"):  # neither always goes first
+            if which == "bare":
+                tokens, seconds, _ = bare_loop(model, optimizer, batches, device)
+                bare.append(tokens / seconds)
+            else:
+                result = pretrain(model, tokenizer, genome, config=config, log_path=log_path)
+                full.append(result.tokens_seen / result.seconds)
         if result.tokens_seen != tokens:
             log(f"  note: pretrain saw {result.tokens_seen} tokens, the bare loop {tokens} (batches differ)")
         log(f"  {preset} repeat {repeat + 1}/{repeats}: loader {loader[-1]:,.0f} tok/s, bare {bare[-1]:,.0f} tok/s, "
@@ -249,7 +269,8 @@ def measure_preset(preset: str, plan: Plan, *, tokenizer, genome: TokenizedGenom
     figures = {
         "preset": preset, "device": str(device), "parameters": count_parameters(model), "window": max_tokens,
         "requested_window": plan.window, "batch_size": plan.batch_size, "steps": plan.steps, "repeats": repeats,
-        "tokens_per_step": tokens / plan.steps, "padded_tokens_per_step": sum(ids.numel() for ids, _, _ in batches) / plan.steps,
+        "tokens_per_step": tokens / plan.steps,
+        "padded_tokens_per_step": sum(ids.numel() for ids, _, _ in batches) / plan.steps,
         "loader_tokens_per_s": statistics.median(loader), "bare_tokens_per_s": statistics.median(bare),
         "full_tokens_per_s": statistics.median(full),
         "loader_over_bare": statistics.median([a / b for a, b in zip(loader, bare)]),
@@ -261,7 +282,7 @@ def measure_preset(preset: str, plan: Plan, *, tokenizer, genome: TokenizedGenom
         _, bare_seconds, bare_parts = bare_loop(model, optimizer, batches, device)
         full_parts: dict[str, float] = defaultdict(float)
         with step_part_timers(model, full_parts):
-            result = pretrain(model, tokenizer, genome, config=config)
+            result = pretrain(model, tokenizer, genome, config=config, log_path=log_path)
         full_parts = dict(full_parts)
         full_parts["other"] = result.seconds - sum(full_parts.values())
         figures["breakdown_ms_per_step"] = {
@@ -298,16 +319,20 @@ def report(results: list[dict], *, command: str, started: dict, ended: dict) -> 
              "(the benchmark alone adds about 2).", "",
              "Data: the demo run's tokenized genome and tokenizer. Tokens are non-padding tokens per second, as "
              "`pretrain` counts them; windows are GROVER's mix (half full length, the rest 20 tokens to full). "
-             "Loader: `WindowSampler.sample` + `collate_windows` + `mask_tokens`. Bare loop: forward, backward, "
-             "AdamW step on pre-made tensors (`pretrain`'s own first batches). Full step: `pretrain(...)` with the "
-             "pipeline's settings (log_every included), timed by its result after a warm-up call. Medians of "
-             f"the repeats; ratios are medians of per-repeat ratios. Targets: loader / bare >= {LOADER_TARGET:g}x, "
-             f"full / bare >= {FULL_TARGET:.0%}.", "",
+             "Loader: `WindowSampler.sample` + `collate_windows` + `mask_tokens`. Bare loop: forward, loss "
+             "(cross-entropy on the selected positions, as `pretrain` computes it), backward, AdamW step on "
+             "pre-made tensors (`pretrain`'s own first batches). Full step: `pretrain(...)` called as the pipeline "
+             "calls it (its settings, log_every, a training-log file), timed by its result after a warm-up call. "
+             "Medians of the repeats; ratios are medians of per-repeat ratios (bare and full take turns at going "
+             f"first). Targets: loader / bare >= {LOADER_TARGET:g}x, full / bare >= {FULL_TARGET:.0%}.", "",
              "| preset | parameters | window (tokens) | batch | steps x repeats | tokens / step (padded) | "
-             "loader tok/s | bare loop tok/s | loader / bare | full step tok/s | full / bare | spread (loader / bare / full) |",
+             "loader tok/s | bare loop tok/s | loader / bare | full step tok/s | full / bare | "
+             "spread (loader / bare / full) |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
-        window = f"{r['window']}" + (f" (asked {r['requested_window']})" if r["window"] != r["requested_window"] else "")
+        window = str(r["window"])
+        if r["window"] != r["requested_window"]:
+            window += f" (asked {r['requested_window']})"
         spread = " / ".join(f"{r['spread'][k]:.0%}" for k in ("loader", "bare", "full"))
         if max(r["spread"].values()) > HIGH_SPREAD:
             spread += " (high)"
@@ -316,7 +341,8 @@ def report(results: list[dict], *, command: str, started: dict, ended: dict) -> 
             f"{r['steps']} x {r['repeats']} | {r['tokens_per_step']:,.0f} ({r['padded_tokens_per_step']:,.0f}) | "
             f"{r['loader_tokens_per_s']:,.0f} | {r['bare_tokens_per_s']:,.0f} | "
             f"{r['loader_over_bare']:.1f}x {_verdict(r['loader_over_bare'] >= LOADER_TARGET)} | "
-            f"{r['full_tokens_per_s']:,.0f} | {r['full_over_bare']:.1%} {_verdict(r['full_over_bare'] >= FULL_TARGET)} | "
+            f"{r['full_tokens_per_s']:,.0f} | "
+            f"{r['full_over_bare']:.1%} {_verdict(r['full_over_bare'] >= FULL_TARGET)} | "
             f"{spread} |")
     noisy = [r["preset"] for r in results if max(r["spread"].values()) > HIGH_SPREAD]
     if noisy:
@@ -325,14 +351,16 @@ def report(results: list[dict], *, command: str, started: dict, ended: dict) -> 
     with_breakdown = [r for r in results if "breakdown_ms_per_step" in r]
     if with_breakdown:
         lines += ["", "Where a step's time goes (ms per step; one more bare pass and one `pretrain` call with timers "
-                  "around each part; \"other\" is what no timer saw: learning-rate update, token count, logging):", "",
+                  "around each part; \"other\" is what no timer saw: learning-rate update, picking the selected "
+                  "logits, token counts, logging). One pass each, so forward and backward differing by a few percent "
+                  "between the loops is run-to-run noise; sample, collate, mask, clip_grad_norm and other are the "
+                  "work only the full step does:", "",
                   "| preset | loop | " + " | ".join(PARTS) + " | total |",
                   "|---|---|" + "---|" * (len(PARTS) + 1)]
         for r in with_breakdown:
             for loop in ("bare", "full"):
                 bd = r["breakdown_ms_per_step"][loop]
-                cells = " | ".join("" if loop == "bare" and p in ("sample", "collate", "mask", "clip_grad_norm")
-                                   else f"{bd[p]:.2f}" for p in PARTS)
+                cells = " | ".join("" if loop == "bare" and p in LOADER_PARTS else f"{bd[p]:.2f}" for p in PARTS)
                 lines.append(f"| {r['preset']} | {loop} | {cells} | {bd['total']:.2f} |")
         lines += [""] + [f"- {where_time_goes(r)}" for r in with_breakdown]
     return "\n".join(lines) + "\n"
@@ -353,7 +381,8 @@ def write_section(path: Path, section: str) -> None:
 def _machine_state() -> dict:
     cpu = ""
     with contextlib.suppress(OSError):
-        cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "")
+        with open("/proc/cpuinfo") as info:
+            cpu = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), "")
     return {"date": dt.date.today().isoformat(), "load": os.getloadavg()[0], "cpu": cpu or platform.processor()}
 
 
@@ -361,9 +390,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--presets", nargs="+", default=list(DEFAULT_PLANS), choices=list(DEFAULT_PLANS))
-    parser.add_argument("--window", type=int, help="window tokens for every preset (default: 128; 510 for grover-small)")
+    parser.add_argument("--window", type=int,
+                        help="window tokens for every preset (default: 128; 510 for grover-small)")
     parser.add_argument("--batch-size", type=int, help="batch size for every preset (default: 32; 8 for grover-small)")
-    parser.add_argument("--steps", type=int, help="timed steps per measurement (default: 40 / 30 / 6)")
+    parser.add_argument("--steps", type=int, help="timed steps per measurement (default: 100 / 30 / 8)")
     parser.add_argument("--repeats", type=int, default=3, help="repeats of each measurement; medians are reported")
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's, one per core)")
     parser.add_argument("--no-breakdown", action="store_true", help="skip the per-part timing of a step")
@@ -388,12 +418,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
     started, t0, results = _machine_state(), time.perf_counter(), []
     print(f"{command}\ntorch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores, "
           f"load average {started['load']:.2f}", flush=True)
-    for preset in args.presets:
-        plan = dataclasses.replace(DEFAULT_PLANS[preset], **{k: v for k, v in (
-            ("window", args.window), ("batch_size", args.batch_size), ("steps", args.steps)) if v})
-        print(f"{preset}: {plan}", flush=True)
-        results.append(measure_preset(preset, plan, tokenizer=tokenizer, genome=genome, repeats=args.repeats,
-                                      breakdown=not args.no_breakdown, log=lambda m: print(m, flush=True)))
+    with tempfile.TemporaryDirectory() as scratch:
+        for preset in args.presets:
+            plan = dataclasses.replace(DEFAULT_PLANS[preset], **{k: v for k, v in (
+                ("window", args.window), ("batch_size", args.batch_size), ("steps", args.steps)) if v})
+            print(f"{preset}: {plan}", flush=True)
+            results.append(measure_preset(preset, plan, tokenizer=tokenizer, genome=genome, repeats=args.repeats,
+                                          breakdown=not args.no_breakdown, scratch=Path(scratch),
+                                          log=lambda m: print(m, flush=True)))
     ended = _machine_state()
     section = report(results, command=command, started=started, ended=ended)
     print(f"\n{section}\n({time.perf_counter() - t0:.0f} s)")

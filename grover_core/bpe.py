@@ -89,7 +89,7 @@ class TokenizedSegment:
 _BLOCK = 64  # elements tested for ``a`` at once in the merge pass
 
 @numba.njit(cache=True, nogil=True)
-def _merge_pass(ids, n, a, b, z, separator, left_of_a, right_of_b, left_of_z, right_of_z):
+def _merge_pass(ids, n, a, b, z, separator, left_of_a, right_of_b, left_of_z, right_of_z, use_blocks):
     """Merge every (a, b) in ``ids[:n]`` into z, left to right without overlap, in place.
 
     Returns ``(new_length, merged, ab_removed)``. The four delta vectors receive the pair-count
@@ -132,9 +132,10 @@ def _merge_pass(ids, n, a, b, z, separator, left_of_a, right_of_b, left_of_z, ri
         r += 1
         stretch_start = r
         while r < n:
-            # Whole blocks without ``a`` are skipped (or moved) at once: a branch-free test that the
-            # compiler vectorises, so late merges of rare pairs cost little more than a memory scan.
-            if r + _BLOCK <= n:
+            # When ``a`` is rare, whole blocks without it are skipped (or moved) at once: a branch-free
+            # test the compiler vectorises, so late merges cost little more than a memory scan. When
+            # ``a`` is common nearly every block holds one and the test would only add work.
+            if use_blocks and r + _BLOCK <= n:
                 found = False
                 for i in range(_BLOCK):
                     found |= ids[r + i] == a
@@ -156,13 +157,14 @@ def _merge_pass(ids, n, a, b, z, separator, left_of_a, right_of_b, left_of_z, ri
 
 
 @numba.njit(cache=True, parallel=True)
-def _merge_all(arrays, lengths, a, b, z, separator, deltas, removed):
+def _merge_all(arrays, lengths, a, b, z, separator, deltas, removed, use_blocks):
     """Run ``_merge_pass`` on every chromosome array in parallel; per-array deltas, summed by the caller."""
     total = 0
     for p in numba.prange(len(arrays)):
         c = np.int64(p)  # prange indices are unsigned; keep index arithmetic signed
         new_length, merged, ab_removed = _merge_pass(arrays[c], lengths[c], a, b, z, separator,
-                                                     deltas[c, 0], deltas[c, 1], deltas[c, 2], deltas[c, 3])
+                                                     deltas[c, 0], deltas[c, 1], deltas[c, 2], deltas[c, 3],
+                                                     use_blocks)
         lengths[c] = new_length
         removed[c] = ab_removed
         total += merged
@@ -341,6 +343,10 @@ class BPELearner:
 
         tokens = list(NUCLEOTIDES)
         known = set(tokens)
+        occurrences = np.zeros(width, dtype=np.int64)  # of each token, to judge how rare ``a`` is
+        for ids, n in zip(self.arrays, self.lengths):
+            for code in range(len(NUCLEOTIDES)):  # comparisons only: no wide temporary arrays
+                occurrences[code] += np.count_nonzero(ids[:n] == code)
         row_max = np.zeros(width, dtype=np.int64)
         for row in range(len(tokens)):
             row_max[row] = _row_max(counts, row, len(tokens))
@@ -358,8 +364,12 @@ class BPELearner:
                 continue
             z = len(tokens)
             deltas[:] = 0
+            rare = occurrences[a] * _BLOCK * 4 < lengths.sum()
             with numba.parallel_chunksize(1):
-                _merge_all(arrays, lengths, a, b, z, self.separator, deltas, removed)
+                merged = _merge_all(arrays, lengths, a, b, z, self.separator, deltas, removed, rare)
+            occurrences[a] -= merged
+            occurrences[b] -= merged
+            occurrences[z] += merged
             change = deltas.sum(axis=0)
             counts[:, a] += change[0]
             counts[b, :] += change[1]

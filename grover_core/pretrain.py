@@ -141,15 +141,17 @@ class WindowSampler:
 
     def sample(self, count: int) -> list[tuple[int, int, np.ndarray]]:
         """Return ``count`` windows as ``(region index, first token index, token ids)``."""
+        # One draw per quantity for the whole batch: the loader must stay far ahead of the model.
+        which = self.rng.choice(len(self.regions), size=count, p=self.weights)
+        full = self.rng.random(count) < self.full_window_fraction
+        lengths = np.where(full, self.max_tokens, self.rng.integers(self.min_tokens, self.max_tokens + 1, size=count))
+        offsets = self.rng.random(count)
         windows = []
-        for _ in range(count):
-            which = int(self.rng.choice(len(self.regions), p=self.weights))
-            name, begin, end = self.regions[which]
-            full = self.rng.random() < self.full_window_fraction
-            length = self.max_tokens if full else int(self.rng.integers(self.min_tokens, self.max_tokens + 1))
+        for region, length, offset in zip(which.tolist(), lengths.tolist(), offsets.tolist()):
+            name, begin, end = self.regions[region]
             length = min(length, end - begin)
-            first = begin + int(self.rng.integers(0, end - begin - length + 1))
-            windows.append((which, first, np.asarray(self.arrays[name][first:first + length], dtype=np.int64)))
+            first = begin + int(offset * (end - begin - length + 1))
+            windows.append((region, first, np.asarray(self.arrays[name][first:first + length], dtype=np.int64)))
         return windows
 
     def state(self) -> dict:
@@ -161,15 +163,16 @@ class WindowSampler:
 
 def collate_windows(windows: Sequence[np.ndarray], tokenizer: PreTrainedTokenizerBase) -> dict[str, torch.Tensor]:
     """Wrap each window as ``[CLS] ... [SEP]``, pad to the longest, and return ids and attention mask."""
+    pad, cls, sep = tokenizer.pad_token_id, tokenizer.cls_token_id, tokenizer.sep_token_id
     longest = max(w.size for w in windows) + 2
-    input_ids = torch.full((len(windows), longest), tokenizer.pad_token_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(windows), longest), dtype=torch.long)
+    input_ids = np.full((len(windows), longest), pad, dtype=np.int64)
+    attention_mask = np.zeros((len(windows), longest), dtype=np.int64)
     for row, window in enumerate(windows):
-        input_ids[row, 0] = tokenizer.cls_token_id
-        input_ids[row, 1:window.size + 1] = torch.from_numpy(window)
-        input_ids[row, window.size + 1] = tokenizer.sep_token_id
+        input_ids[row, 0] = cls
+        input_ids[row, 1:window.size + 1] = window
+        input_ids[row, window.size + 1] = sep
         attention_mask[row, :window.size + 2] = 1
-    return {"input_ids": input_ids, "attention_mask": attention_mask}
+    return {"input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy(attention_mask)}
 
 
 def mask_tokens(input_ids: torch.Tensor, *, special: torch.Tensor, mask_token_id: int, config: MaskingConfig,

@@ -87,3 +87,17 @@ def test_report_on_missing_folders_is_one_line(tmp_path, capsys):
     assert main(["vocab", "report", str(tmp_path / "nope"), str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "folder not found" in err[0]
+
+
+def test_eval_reports_model_and_baseline_on_the_held_out_chromosome(tiny_run, tmp_path, capsys):
+    import json
+
+    out = tmp_path / "eval.json"
+    assert main(["eval", str(tiny_run / "model"), "--tokenized", str(tiny_run / "tokenized"), "--windows", "16",
+                 "--mask-fraction", "0.15", "--out", str(out)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == json.loads(out.read_text())
+    assert printed["chromosomes"] == ["chr2"] and printed["n_masked_tokens"] > 0
+    for key in ("masked_top1_accuracy", "frequency_baseline_top1_accuracy", "perplexity_per_nucleotide",
+                "frequency_baseline_perplexity_per_nucleotide"):
+        assert key in printed
