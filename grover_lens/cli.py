@@ -225,6 +225,14 @@ def _require_file(path: str) -> None:
         raise GroverInputError(f"genome file not found: {path}. Give the path of a FASTA (.fa, .fa.gz) or 2bit genome file.")
 
 
+def _add_masking_and_split_options(p: argparse.ArgumentParser) -> None:
+    """Options `pretrain` and `eval` share: `eval` must see the split and masking training used."""
+    p.add_argument("--mask-fraction", type=float, default=0.022, help="share of tokens selected (GROVER: 0.022)")
+    p.add_argument("--split", choices=["chromosome", "random"], default="chromosome")
+    p.add_argument("--held-out", nargs="*", default=None, help="held-out chromosomes (default: the last)")
+    p.add_argument("--seed", type=int, default=0, help="seeds the sampling order and the random split")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="grover", description="GROVER Lens: DNA language models, looked inside.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -264,13 +272,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window", type=int, default=510, help="longest window in tokens (capped by the model)")
     p.add_argument("--lr", type=float, default=4e-4)
     p.add_argument("--warmup", type=int, default=100)
-    p.add_argument("--mask-fraction", type=float, default=0.022, help="share of tokens selected (GROVER: 0.022)")
-    p.add_argument("--split", choices=["chromosome", "random"], default="chromosome")
-    p.add_argument("--held-out", nargs="*", default=None, help="held-out chromosomes (default: the last)")
+    _add_masking_and_split_options(p)
     p.add_argument("--checkpoint-every", type=int, default=500)
     p.add_argument("--keep", type=int, default=2, help="checkpoints kept")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--log-every", type=int, default=10)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(run=_cmd_pretrain)
@@ -279,11 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="model folder (ours or the published GROVER's, local)")
     p.add_argument("--tokenized", required=True)
     p.add_argument("--tokenizer", default=None, help="tokenizer folder (default: the model folder)")
-    p.add_argument("--split", choices=["chromosome", "random"], default="chromosome")
-    p.add_argument("--held-out", nargs="*", default=None)
     p.add_argument("--windows", type=int, default=1024)
-    p.add_argument("--mask-fraction", type=float, default=0.022)
-    p.add_argument("--seed", type=int, default=0)
+    _add_masking_and_split_options(p)
     p.add_argument("--out", default=None, help="write the metrics JSON here too")
     p.set_defaults(run=_cmd_eval)
 
