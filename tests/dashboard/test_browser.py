@@ -161,7 +161,10 @@ def test_box_selection_lists_the_selected_tokens(page, server, tiny_run):
     heading.wait_for(timeout=RENDER_MS)
     n_selected = int(heading.inner_text().split("(")[1].rstrip(")").replace(",", ""))
     assert 0 < n_selected <= _expected_points(tiny_run)
-    assert page.get_by_role("button", name="Selected tokens (CSV)").count() == 1
+    # Streamlit streams the elements one by one: wait for the button rather than count at once.
+    download = page.get_by_role("button", name="Selected tokens (CSV)")
+    download.wait_for(timeout=RENDER_MS)
+    assert download.count() == 1
     _no_exception(page)
 
 
@@ -169,5 +172,7 @@ def test_home_shows_the_run(page, server, tiny_run):
     page.goto(f"{server}/?run={tiny_run.name}")
     page.get_by_text("Vocabulary size").wait_for(timeout=RENDER_MS)
     page.get_by_text("Masked top-1 accuracy").wait_for(timeout=RENDER_MS)
-    assert page.get_by_role("heading", name="Artifacts").count() == 1
+    artifacts = page.get_by_role("heading", name="Artifacts")
+    artifacts.wait_for(timeout=RENDER_MS)  # elements stream in one by one
+    assert artifacts.count() == 1
     _no_exception(page)
