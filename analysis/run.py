@@ -3,18 +3,29 @@
 A run folder holds one model's analyses. Its ``manifest.json`` says what each file is, which
 function produced it and with which parameters (provenance), so a figure can say how it was made.
 
-Layout (schema version 1)::
+Layout (schema version 2)::
 
-    manifest.json                  what is here (see ``MANIFEST``)
+    manifest.json                  what is here (see ``MANIFEST``): artifacts and analyses with provenance
     tokenizer/                     Hugging Face tokenizer folder (vocabulary stage)
     model/                         Hugging Face model folder (config, safetensors, tokenizer)
     tokenized/                     the tokenized genome: <chrom>.ids.npy, <chrom>.starts.npy
     training_log.jsonl             one JSON object per logged training step
     evaluation.json                held-out masked-token accuracy of the model and baselines
-    tokens.parquet                 one row per vocabulary token (TOKEN_COLUMNS)
-    token_embeddings.safetensors   layer_<i>: [vocab, hidden] mean contextual embedding; count: [vocab]
+    embeddings/                    the genome-wide extraction (``grover_core.extract``): token means,
+                                   sampled occurrences per token, window [CLS]/mean embeddings
+    tokens.parquet                 one row per vocabulary token (TOKEN_COLUMNS + annotation shares)
     token_projections.parquet      one row per (layer, method, token): x, y (PROJECTION_COLUMNS)
     pc_correlations.parquet        Spearman of leading PCs with token properties, per layer
+    window_projections.parquet     one row per (layer, method, window): x, y
+    self_similarity*.parquet       per token and layer; the anisotropy baseline; by token group
+    intra_window_similarity.parquet
+    token_clusters.parquet         layer, method, token_id, cluster; cluster_profiles / cluster_enrichment
+    window_annotations.parquet     windows with majority label and label fractions per annotation
+    probe_scores.parquet           probe MCC / balanced accuracy per annotation and layer, k-mer baseline
+    vocabularies/                  bpe_<n>/, kmer_<k>/ (tokenizer, vocabulary_tokens.parquet, summary);
+                                   comparison/<table>.parquet (how they segment the same regions)
+
+Schema 1 (before the extraction folder) is not read: such runs are rebuilt.
 
 Functions here only read; writing belongs to the pipeline (``grover_lens.pipeline``).
 """
@@ -28,7 +39,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 MANIFEST = "manifest.json"
 TOKENIZER_DIR = "tokenizer"
@@ -37,9 +48,22 @@ TOKENIZED_DIR = "tokenized"
 TRAINING_LOG = "training_log.jsonl"
 EVALUATION = "evaluation.json"
 TOKENS = "tokens.parquet"
-TOKEN_EMBEDDINGS = "token_embeddings.safetensors"
+EMBEDDINGS_DIR = "embeddings"
+TOKEN_EMBEDDINGS = "embeddings/token_means.safetensors"
 TOKEN_PROJECTIONS = "token_projections.parquet"
 PC_CORRELATIONS = "pc_correlations.parquet"
+WINDOW_PROJECTIONS = "window_projections.parquet"
+SELF_SIMILARITY = "self_similarity.parquet"
+SELF_SIMILARITY_BASELINE = "self_similarity_baseline.parquet"
+SELF_SIMILARITY_GROUPS = "self_similarity_groups.parquet"
+INTRA_WINDOW_SIMILARITY = "intra_window_similarity.parquet"
+TOKEN_CLUSTERS = "token_clusters.parquet"
+CLUSTER_PROFILES = "cluster_profiles.parquet"
+CLUSTER_ENRICHMENT = "cluster_enrichment.parquet"
+WINDOW_ANNOTATIONS = "window_annotations.parquet"
+VOCABULARIES_DIR = "vocabularies"  # other vocabularies of the genome: <name>/ reports, comparison/ tables
+VOCABULARY_COMPARISON_TABLES = ("summary", "agreement", "shared", "lengths", "regions")
+PROBE_SCORES = "probe_scores.parquet"
 
 # tokens.parquet: one row per vocabulary entry, special tokens included (is_special=True).
 TOKEN_COLUMNS = (
@@ -98,22 +122,59 @@ def load_manifest(run_dir: str | os.PathLike) -> dict[str, Any]:
         )
     manifest = json.loads(path.read_text())
     version = manifest.get("schema_version")
-    if version is None or version > SCHEMA_VERSION:
-        raise ValueError(
-            f"{path} has schema version {version!r}; this GROVER Lens reads up to {SCHEMA_VERSION}. "
-            "Upgrade GROVER Lens or rebuild the run."
-        )
+    if version != SCHEMA_VERSION:
+        newer = isinstance(version, int) and version > SCHEMA_VERSION
+        fix = ("Upgrade GROVER Lens to read it." if newer else
+               f"Rebuild it with `grover demo --out {run_dir}` (or `grover build`).")
+        raise ValueError(f"{path} has schema version {version!r}; this GROVER Lens reads version "
+                         f"{SCHEMA_VERSION}. {fix}")
     return manifest
+
+
+# Which command writes each artifact (for messages that name the fix).
+_MADE_BY_ANALYSIS = {
+    TOKENS: "tokens", TOKEN_PROJECTIONS: "token_projections", PC_CORRELATIONS: "token_projections",
+    WINDOW_PROJECTIONS: "window_projections", SELF_SIMILARITY: "self_similarity",
+    SELF_SIMILARITY_BASELINE: "self_similarity", SELF_SIMILARITY_GROUPS: "self_similarity",
+    INTRA_WINDOW_SIMILARITY: "self_similarity", TOKEN_CLUSTERS: "clusters", CLUSTER_PROFILES: "clusters",
+    CLUSTER_ENRICHMENT: "clusters", WINDOW_ANNOTATIONS: "window_annotations", PROBE_SCORES: "probes",
+}
+
+
+def command_for(run_dir: str | os.PathLike, name: str) -> str:
+    """Return the command that (re)makes artifact ``name`` of a run."""
+    if name in _MADE_BY_ANALYSIS:
+        return f"grover analyze {run_dir} --only {_MADE_BY_ANALYSIS[name]}"
+    if name == EMBEDDINGS_DIR or name.startswith(EMBEDDINGS_DIR + "/"):
+        return f"grover embed {run_dir}"
+    return f"grover demo --out {run_dir}"
 
 
 def artifact_path(run_dir: str | os.PathLike, name: str) -> Path:
     """Return the path of a run artifact, raising ``RunNotFoundError`` naming the fix when it is missing."""
     path = Path(run_dir) / name
     if not path.exists():
-        raise RunNotFoundError(
-            f"Did not find {name} in {run_dir}. Rebuild the run with `grover demo --out {run_dir}`."
-        )
+        raise RunNotFoundError(f"Did not find {name} in {run_dir}. Make it with `{command_for(run_dir, name)}`.")
     return path
+
+
+def has_artifact(run_dir: str | os.PathLike, name: str) -> bool:
+    """Return True when the run holds artifact ``name``."""
+    return (Path(run_dir) / name).exists()
+
+
+def vocabulary_names(run_dir: str | os.PathLike) -> list[str]:
+    """Return the vocabularies stored under ``vocabularies/`` (BPE by cycles, then k-mers by k)."""
+    root = Path(run_dir) / VOCABULARIES_DIR
+    if not root.is_dir():
+        return []
+    names = [p.name for p in root.iterdir() if (p / "vocabulary_tokens.parquet").is_file()]
+    return sorted(names, key=lambda n: (n.startswith("kmer"), int(n.split("_")[-1]) if n.split("_")[-1].isdigit() else 0, n))
+
+
+def load_table(run_dir: str | os.PathLike, name: str) -> pd.DataFrame:
+    """Return any Parquet artifact of the run (``SELF_SIMILARITY``, ``PROBE_SCORES`` ...)."""
+    return pd.read_parquet(artifact_path(run_dir, name))
 
 
 def load_tokens(run_dir: str | os.PathLike) -> pd.DataFrame:

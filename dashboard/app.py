@@ -18,7 +18,7 @@ if str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))
 
 from analysis import run  # noqa: E402
-from dashboard import loaders  # noqa: E402
+from dashboard import exports, loaders  # noqa: E402
 
 OTHER_FOLDER = "Other folder…"  # the run select's last option: type a path instead
 CHOICE_KEY = "run_choice"  # widget: run select box
@@ -82,19 +82,40 @@ def choose_run() -> None:
         st.query_params[QUERY_PARAM] = choice if choice != OTHER_FOLDER else str(chosen)
 
 
+def presentation_toggle() -> None:
+    """Presentation mode (large fonts, no sidebar, one figure per screen); ``?present=1`` opens it."""
+    if exports.PRESENT_KEY not in st.session_state:
+        st.session_state[exports.PRESENT_KEY] = st.query_params.get("present") == "1"
+    with st.sidebar:
+        st.toggle("Presentation mode", key=exports.PRESENT_KEY,
+                  help="Large fonts, no sidebar, one figure per screen. Leave it by removing `present=1` "
+                  "from the link (or press the toggle before hiding the sidebar).")
+    if st.session_state[exports.PRESENT_KEY]:
+        st.query_params["present"] = "1"
+    elif "present" in st.query_params:
+        del st.query_params["present"]
+    exports.apply_presentation_mode()
+
+
 st.set_page_config(page_title="GROVER Lens", page_icon=":material/genetics:", layout="wide")
 
-page = st.navigation(
-    [
-        st.Page("views/home.py", title="Run overview", icon=":material/info:", default=True),
-        st.Page(
-            "views/token_map.py", title="Token embedding map", icon=":material/scatter_plot:",
-            url_path="token-map",
-        ),
-    ]
-)
+# One file per page in views/; the url_path is what a shared link names.
+PAGES = [
+    st.Page("views/home.py", title="Runs", icon=":material/folder_open:", default=True),
+    st.Page("views/token_map.py", title="Token embedding map", icon=":material/scatter_plot:", url_path="token-map"),
+    st.Page("views/self_similarity.py", title="Self-similarity", icon=":material/stacked_line_chart:",
+            url_path="self-similarity"),
+    st.Page("views/clusters.py", title="GC/AG content clusters", icon=":material/bubble_chart:", url_path="clusters"),
+    st.Page("views/annotations.py", title="Chromatin and annotations", icon=":material/map:",
+            url_path="annotations"),
+    st.Page("views/vocabularies.py", title="Vocabularies", icon=":material/compare_arrows:", url_path="vocabularies"),
+    st.Page("views/inspector.py", title="Sequence inspector", icon=":material/search:", url_path="inspector"),
+    st.Page("views/compare.py", title="Compare models", icon=":material/difference:", url_path="compare"),
+]
+page = st.navigation(PAGES)
 for _key in KEPT_ACROSS_PAGES:
     if _key in st.session_state:
         st.session_state[_key] = st.session_state[_key]
 choose_run()
+presentation_toggle()
 page.run()

@@ -89,6 +89,58 @@ def load_evaluation(run_dir: Path | str) -> dict[str, Any]:
     return _evaluation(str(run_dir), _mtime_ns(run.artifact_path(run_dir, run.EVALUATION)))
 
 
+@st.cache_data(show_spinner=False, max_entries=64)
+def _table(run_dir: str, name: str, mtime_ns: int) -> pd.DataFrame:
+    return run.load_table(run_dir, name)
+
+
+@st.cache_data(show_spinner=False, max_entries=_CACHE_ENTRIES)
+def _token_means(run_dir: str, mtime_ns: int) -> dict[str, Any]:
+    return run.load_token_embeddings(run_dir)
+
+
+@st.cache_data(show_spinner=False, max_entries=_CACHE_ENTRIES)
+def _extraction(run_dir: str, mtime_ns: int) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
+    from grover_core.extract import Extraction
+
+    extraction = Extraction.open(Path(run_dir) / run.EMBEDDINGS_DIR)
+    return extraction.info, extraction.windows, extraction.sample_positions()
+
+
+def load_table(run_dir: Path | str, name: str) -> pd.DataFrame:
+    """Return any Parquet artifact of the run (cached on its modification time).
+
+    Raises ``RunNotFoundError`` naming the command that makes it when missing.
+    """
+    return _table(str(run_dir), name, _mtime_ns(run.artifact_path(run_dir, name)))
+
+
+def load_token_means(run_dir: Path | str) -> dict[str, Any]:
+    """Return ``{"layer_<i>": [vocab, hidden], "count": [vocab]}`` mean token embeddings (cached)."""
+    return _token_means(str(run_dir), _mtime_ns(run.artifact_path(run_dir, run.TOKEN_EMBEDDINGS)))
+
+
+def load_extraction(run_dir: Path | str) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
+    """Return ``(extraction.json, windows table, sampled occurrence positions)`` of the run (cached)."""
+    marker = run.artifact_path(run_dir, f"{run.EMBEDDINGS_DIR}/extraction.json")
+    return _extraction(str(run_dir), _mtime_ns(marker))
+
+
+def table_or_stop(run_dir: Path | str, name: str) -> pd.DataFrame:
+    """Return an artifact table; when it is missing or unreadable, say why and how to fix it, and stop the page.
+
+    A missing file names the command that makes it; a corrupted one says so (the app stays up).
+    """
+    try:
+        return load_table(run_dir, name)
+    except run.RunNotFoundError as error:
+        st.info(str(error))
+    except Exception as error:  # a damaged Parquet file: pyarrow raises many types
+        st.error(f"`{name}` in `{run_dir}` could not be read ({type(error).__name__}: {error}). "
+                 f"Remake it with `{run.command_for(run_dir, name)}`.")
+    st.stop()
+
+
 def current_run() -> Path | None:
     """Return the run chosen in the sidebar (shared by every page), or None."""
     chosen = st.session_state.get(RUN_KEY)

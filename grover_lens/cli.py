@@ -14,6 +14,15 @@
     grover eval runs/m/model --tokenized T         held-out masked-token accuracy vs frequency baseline
     grover vocab report runs/demo/tokenizer runs/demo/tokenized [--out report/]
                                                    vocabulary summary and per-token table
+    grover vocab compare bpe100=V1 bpe600=V2 kmer6=V3 --fasta genome.fa --out cmp/
+                                                   how vocabularies cut the same regions
+    grover embed runs/demo                         genome-wide extraction into runs/demo/embeddings
+                                                   (resumable; torchrun splits windows across ranks)
+    grover embed --model M --tokenized T --out E   the same for any model folder and tokenized genome
+    grover embed-sequences MODEL --fasta seqs.fa --out emb.safetensors
+                                                   every layer's embedding of every token of given sequences
+    grover analyze runs/demo [--only probes] [--annotation states=states.bed ...]
+                                                   the registered analyses (``grover analyze --list``)
 
 Bad input ends with one line naming the problem (exit status 2), not a traceback.
 """
@@ -220,6 +229,183 @@ def _cmd_vocab_report(args) -> None:
         print("written: " + ", ".join(str(p) for p in paths.values()))
 
 
+def _extraction_config(args):
+    from grover_core.extract import ExtractionConfig
+
+    return ExtractionConfig(window_tokens=args.window_tokens, max_windows=args.max_windows,
+                            chromosomes=tuple(args.chromosomes or ()),
+                            regions=str(Path(args.regions).resolve()) if args.regions else None,
+                            batch_size=args.batch_size,
+                            reservoir_size=args.reservoir_size, window_embeddings=not args.no_window_embeddings,
+                            seed=args.seed, checkpoint_every=args.checkpoint_every)
+
+
+def _cmd_embed(args) -> None:
+    import shutil
+
+    import analysis.run as run_format
+    from grover_core.distributed import setup_distributed, teardown_distributed
+    from grover_core.extract import ExtractionShard, extract_embeddings, merge_extractions
+    from grover_core.model import load_model
+    from grover_core.tokenizer import load_tokenizer
+
+    if args.run_dir is not None:
+        run_dir = Path(args.run_dir)
+        if not run_format.is_run(run_dir):
+            raise GroverInputError(f"{run_dir} is not a run folder (no manifest.json); give --model, --tokenized "
+                                   "and --out instead, or build a run with `grover build`.")
+        model_dir, tokenized, out = run_dir / run_format.MODEL_DIR, run_dir / run_format.TOKENIZED_DIR, \
+            run_dir / run_format.EMBEDDINGS_DIR
+    else:
+        if not (args.model and args.tokenized and args.out):
+            raise GroverInputError("give a run folder (`grover embed runs/demo`) or all of --model, --tokenized, --out.")
+        model_dir, tokenized, out = Path(args.model), Path(args.tokenized), Path(args.out)
+    # Explicit options override the run folder's own parts.
+    model_dir, tokenized, out = Path(args.model or model_dir), Path(args.tokenized or tokenized), Path(args.out or out)
+    genome = _open_tokenized(str(tokenized))
+    tokenizer = load_tokenizer(args.tokenizer or model_dir)
+    dist = setup_distributed()
+    try:
+        model = load_model(model_dir, tokenizer=tokenizer).to(dist.device)
+        config = _extraction_config(args)
+        if not dist.enabled:
+            extract_embeddings(model, tokenizer, genome, out, config=config, progress=not args.quiet)
+        else:
+            # Each rank streams every world_size-th window into its own folder; rank 0 merges them exactly.
+            shards = out.parent / f".{out.name}.shards"
+            mine = shards / f"rank-{dist.rank}-of-{dist.world_size}"
+            extract_embeddings(model, tokenizer, genome, mine, config=config,
+                               shard=ExtractionShard(dist.rank, dist.world_size), progress=not args.quiet and dist.is_main)
+            dist.barrier()
+            if dist.is_main:
+                merge_extractions([shards / f"rank-{r}-of-{dist.world_size}" for r in range(dist.world_size)], out)
+                shutil.rmtree(shards, ignore_errors=True)
+            dist.barrier()
+    finally:
+        teardown_distributed(dist)
+    if dist.is_main:
+        print(f"embeddings -> {out}")
+
+
+def _parse_annotation(text: str):
+    """``NAME=PATH[,column=N][,stranded][,signal]`` -> ``AnnotationSpec`` (bedGraph/bigWig are signals)."""
+    from grover_lens.analyze import AnnotationSpec
+
+    name, sep, rest = text.partition("=")
+    if not sep or not name or not rest:
+        raise GroverInputError(f"--annotation takes NAME=PATH[,column=N][,stranded], got {text!r}")
+    path, *options = rest.split(",")
+    kind = "signal" if path.lower().endswith((".bedgraph", ".bg", ".bw", ".bigwig", ".bedgraph.gz")) else "labels"
+    column, stranded = 3, False
+    for option in options:
+        key, _, value = option.partition("=")
+        if key == "column" and value.isdigit():
+            column = int(value)
+        elif key == "stranded":
+            stranded = True
+        elif key == "signal":
+            kind = "signal"
+        else:
+            raise GroverInputError(f"unknown --annotation option {option!r} in {text!r}; use column=N (0-based BED "
+                                   "column of the label), stranded, or signal.")
+    if not Path(path).is_file():
+        raise GroverInputError(f"annotation file not found: {path} (from --annotation {text}).")
+    return AnnotationSpec(name, path, kind=kind, label_column=column, strand_aware=stranded)
+
+
+def _cmd_analyze(args) -> None:
+    import analysis.run as run_format
+    from grover_lens.analyze import ANALYSES, analysis_config_from_manifest, run_analyses
+
+    if args.list:
+        for analysis in ANALYSES:
+            print(f"{analysis.name:20s} {analysis.description}\n{'':20s} -> {', '.join(analysis.outputs)}")
+        return
+    if args.run_dir is None:
+        raise GroverInputError("give the run folder to analyse, e.g. `grover analyze runs/demo`.")
+    manifest = run_format.load_manifest(args.run_dir)
+    config = analysis_config_from_manifest(manifest)
+    if args.annotation:
+        config = dataclasses.replace(config, annotations=tuple(_parse_annotation(a) for a in args.annotation))
+    records = run_analyses(args.run_dir, config=config, only=tuple(args.only or ()), progress=not args.quiet,
+                           command=args.command_line)
+    for name, record in records.items():
+        status = record.get("skipped") or f"{record['seconds']:.1f} s -> {', '.join(record['outputs'])}"
+        print(f"{name:20s} {status}")
+
+
+def _read_sequences(args) -> list[tuple[str, str]]:
+    from grover_core.genome import iter_fasta
+
+    sequences = [(f"sequence_{i + 1}", s) for i, s in enumerate(args.sequence or [])]
+    if args.fasta:
+        _require_file(args.fasta)
+        sequences += [(name, letters.decode() if isinstance(letters, bytes) else str(letters))
+                      for name, letters in iter_fasta(args.fasta)]
+    if not sequences:
+        raise GroverInputError("give sequences with --sequence ACGT... or --fasta FILE.")
+    return sequences
+
+
+def _cmd_embed_sequences(args) -> None:
+    from safetensors.numpy import save_file
+
+    from grover_core.atomic import atomic_path
+    from grover_core.embed import embed_sequences
+    from grover_core.model import load_model_and_tokenizer
+
+    sequences = _read_sequences(args)
+    model, tokenizer = load_model_and_tokenizer(args.model)
+    results = embed_sequences(model, tokenizer, [s for _, s in sequences], stride=args.stride,
+                              batch_size=args.batch_size)
+    tensors, names = {}, []
+    for index, ((name, _), result) in enumerate(zip(sequences, results)):
+        key = f"s{index}"
+        names.append({"key": key, "name": name, "tokens": result.tokens})
+        tensors.update({f"{key}.hidden": result.hidden, f"{key}.ids": result.ids, f"{key}.spans": result.spans,
+                        f"{key}.mean": result.mean, f"{key}.cls": result.cls})
+    with atomic_path(args.out) as tmp:
+        save_file(tensors, str(tmp), metadata={"sequences": json.dumps(names), "model": str(args.model),
+                                               "layout": "hidden [layers, tokens, hidden]; spans [tokens, 2]"})
+    for entry, result in zip(names, results):
+        print(f"{entry['name']}: {len(result.tokens)} tokens, {result.hidden.shape[0]} layers x "
+              f"{result.hidden.shape[2]} -> {args.out} [{entry['key']}.*]")
+
+
+def _cmd_vocab_compare(args) -> None:
+    from analysis.segmentation import compare_vocabulary_folders
+    from grover_core.atomic import atomic_path
+
+    folders = {}
+    for item in args.vocabularies:
+        name, sep, path = item.partition("=")
+        if not sep:
+            name, path = Path(item).name, item
+        if not Path(path).is_dir():
+            raise GroverInputError(f"tokenizer folder not found: {path}")
+        folders[name] = path
+    if len(folders) < 2:
+        raise GroverInputError("compare needs at least two vocabularies (NAME=FOLDER ...).")
+    _require_file(args.fasta)
+    tables = compare_vocabulary_folders(folders, fasta=args.fasta, n_regions=args.regions,
+                                        region_length=args.length, seed=args.seed)
+    import pandas as pd
+
+    with pd.option_context("display.width", 160, "display.max_columns", 20):
+        print(tables["summary"].to_string(index=False))
+        print()
+        print(tables["agreement"].to_string(index=False))
+        print()
+        print(tables["shared"].to_string(index=False))
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        for name, table in tables.items():
+            with atomic_path(out / f"{name}.parquet") as tmp:
+                table.to_parquet(tmp, index=False)
+        print(f"written: {', '.join(f'{name}.parquet' for name in tables)} in {out}")
+
+
 def _require_file(path: str) -> None:
     if not Path(path).is_file():
         raise GroverInputError(f"genome file not found: {path}. Give the path of a FASTA (.fa, .fa.gz) or 2bit genome file.")
@@ -321,11 +507,58 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default=None, help="name shown in the report")
     p.add_argument("--out", default=None, help="folder for vocabulary_tokens.parquet and vocabulary_summary.json")
     p.set_defaults(run=_cmd_vocab_report)
+
+    p = vocab.add_parser("compare", help="how several vocabularies cut the same genome regions")
+    p.add_argument("vocabularies", nargs="+", metavar="NAME=FOLDER", help="tokenizer folders (BPE, k-mer, GROVER's)")
+    p.add_argument("--fasta", required=True, help="genome the regions are drawn from")
+    p.add_argument("--regions", type=int, default=100)
+    p.add_argument("--length", type=int, default=1000, help="nucleotides per region")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="folder for summary/agreement/shared/regions .parquet")
+    p.set_defaults(run=_cmd_vocab_compare)
+
+    p = sub.add_parser("embed", help="genome-wide embedding extraction into bounded summaries (resumable; torchrun)")
+    p.add_argument("run_dir", nargs="?", default=None, metavar="RUN",
+                   help="a run folder (uses its model/, tokenized/, writes embeddings/)")
+    p.add_argument("--model", default=None, help="model folder (ours or the published GROVER's, local)")
+    p.add_argument("--tokenizer", default=None, help="tokenizer folder (default: the model folder)")
+    p.add_argument("--tokenized", default=None, help="tokenized-genome folder made with that tokenizer")
+    p.add_argument("--out", default=None, help="extraction folder to write")
+    p.add_argument("--max-windows", type=int, default=None, help="evenly spread windows (default: the whole genome)")
+    p.add_argument("--window-tokens", type=int, default=None, help="tokens per window (default: the model's longest)")
+    p.add_argument("--chromosomes", nargs="+", default=None)
+    p.add_argument("--regions", default=None, help="BED of intervals to embed instead of whole chromosomes")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--reservoir-size", type=int, default=500, help="occurrences sampled per token (K)")
+    p.add_argument("--no-window-embeddings", action="store_true", help="keep no per-window vectors")
+    p.add_argument("--checkpoint-every", type=int, default=2000, help="windows between checkpoints")
+    p.add_argument("--seed", type=int, default=0, help="which occurrences are sampled")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(run=_cmd_embed)
+
+    p = sub.add_parser("embed-sequences", help="every layer's embedding of every token of given sequences")
+    p.add_argument("model", help="model folder with its tokenizer (ours or the published GROVER's)")
+    p.add_argument("--sequence", nargs="+", default=None, help="DNA sequences")
+    p.add_argument("--fasta", default=None, help="a FASTA of sequences")
+    p.add_argument("--out", required=True, help="safetensors file: s<i>.hidden [layers, tokens, hidden], s<i>.spans ...")
+    p.add_argument("--stride", type=int, default=None, help="window step for long sequences (default: half a window)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.set_defaults(run=_cmd_embed_sequences)
+
+    p = sub.add_parser("analyze", help="run the registered analyses on a run folder")
+    p.add_argument("run_dir", nargs="?", default=None, metavar="RUN")
+    p.add_argument("--only", nargs="+", default=None, help="these analyses only (see --list)")
+    p.add_argument("--annotation", action="append", default=None, metavar="NAME=PATH[,column=N][,stranded]",
+                   help="annotation files (BED labels; bedGraph/bigWig signals); default: the run's own")
+    p.add_argument("--list", action="store_true", help="list the analyses and their outputs")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(run=_cmd_analyze)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.command_line = " ".join(["grover", *(sys.argv[1:] if argv is None else argv)])  # provenance
     try:
         args.run(args)
     except (GroverInputError, FileNotFoundError, NotADirectoryError, PermissionError) as error:

@@ -21,12 +21,11 @@ import torch
 from safetensors.numpy import save_file
 
 import analysis.run as run_format
-from analysis.projections import pc_property_correlations, pca_projection, umap_projection
-from analysis.token_properties import token_property_table
+from grover_lens.analyze import AnalysisConfig, AnnotationSpec, demo_annotations, run_analyses
 from grover_core.atomic import atomic_path
 from grover_core.bpe import BPEConfig, BPELearner
 from grover_core.demo_genome import DemoGenomeConfig, write_demo_genome
-from grover_core.embed import TokenEmbeddingConfig, token_embedding_means
+from grover_core.extract import ExtractionConfig, extract_embeddings
 from grover_core.genome import GenomeStats, iter_segments
 from grover_core.model import build_model, count_parameters, model_config
 from grover_core.pretrain import PretrainConfig, evaluate_masked_lm, pretrain, split_chromosomes
@@ -44,10 +43,15 @@ class RunConfig:
     pretrain: PretrainConfig = field(default_factory=lambda: PretrainConfig(
         steps=1000, batch_size=32, max_window_tokens=128, learning_rate=1e-3, warmup_steps=60))
     evaluation_windows: int = 1024  # held-out windows scored for masked-token accuracy
-    embeddings: TokenEmbeddingConfig = field(default_factory=lambda: TokenEmbeddingConfig(max_windows=3000))
-    umap_n_neighbors: int = 15
-    umap_min_dist: float = 0.1
-    pc_components: int = 5  # leading PCs correlated with token properties (the paper's table)
+    # The demo genome is small enough to embed whole: every token occurrence, about 41k windows.
+    embeddings: ExtractionConfig = field(default_factory=lambda: ExtractionConfig(
+        max_windows=None, batch_size=64, reservoir_size=500))
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+    # Vocabularies set beside the run's own on the Vocabularies page: BPE at other cycle counts (the
+    # paper compared 100 to 5,000) and fixed non-overlapping k-mers (its baselines).
+    compare_cycles: tuple[int, ...] = (100, 200, 400, 800, 1000)
+    compare_kmers: tuple[int, ...] = (4, 6)
+    compare_regions: int = 100  # genome regions of 1 kb each vocabulary segments
     seed: int = 0
 
     @classmethod
@@ -56,7 +60,11 @@ class RunConfig:
         return cls(bpe=BPEConfig(cycles=60), model_preset="grover-test",
                    pretrain=PretrainConfig(steps=30, batch_size=8, max_window_tokens=64, learning_rate=2e-3,
                                            warmup_steps=5, log_every=5),
-                   evaluation_windows=64, embeddings=TokenEmbeddingConfig(max_windows=200), umap_n_neighbors=10)
+                   evaluation_windows=64,
+                   embeddings=ExtractionConfig(max_windows=None, batch_size=32, reservoir_size=50),
+                   analysis=AnalysisConfig(umap_n_neighbors=10, n_clusters=5, window_projection_max=400,
+                                           probe_folds=3, probe_min_class_count=5),
+                   compare_cycles=(20, 120), compare_kmers=(3,), compare_regions=20)
 
 
 @dataclass(frozen=True)
@@ -101,17 +109,18 @@ class _Stages:
 
 
 def build_run(fasta: str | Path, out_dir: str | Path, *, config: RunConfig = RunConfig(), name: str | None = None,
-              annotations: dict[str, str] | None = None, progress: bool = True) -> Path:
+              annotations: tuple[AnnotationSpec, ...] = (), progress: bool = True) -> Path:
     """Build a run folder from a FASTA genome and return its path.
 
-    Stages: vocabulary (BPE + tokenized genome), pretraining, evaluation, embeddings, analysis.
-    ``annotations`` (name -> file) are recorded in the manifest for later analyses.
+    Stages: vocabulary (BPE + tokenized genome), pretraining, evaluation, embeddings (the
+    genome-wide extraction), analysis (every registered analysis; those on annotations use
+    ``annotations``).
     """
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()  # our stage lines say what happens; no shard bars
     out_dir = Path(out_dir)
-    stages = _Stages(["vocabulary", "pretraining", "evaluation", "embeddings", "analysis"], progress)
+    stages = _Stages(["vocabulary", "pretraining", "evaluation", "embeddings", "analysis", "vocabularies"], progress)
     torch.manual_seed(config.seed)
     artifacts: dict[str, dict] = {}
     with atomic_path(out_dir, is_dir=True) as tmp:
@@ -169,39 +178,30 @@ def build_run(fasta: str | Path, out_dir: str | Path, *, config: RunConfig = Run
                                    "description": "held-out masked-token accuracy and perplexity vs frequency baseline"}
         stages.done()
 
-        # 4. Per-token mean contextual embeddings at every layer.
+        # 4. The genome-wide extraction: token means, occurrence samples, window embeddings.
         stages.start("embeddings")
-        embeddings = token_embedding_means(model, tokenizer, genome, config=config.embeddings, progress=progress)
-        save_file(embeddings, str(tmp / run_format.TOKEN_EMBEDDINGS))
-        artifacts["token_embeddings"] = {"path": run_format.TOKEN_EMBEDDINGS,
-                                         "produced_by": "grover_core.embed.token_embedding_means",
-                                         "params": asdict(config.embeddings),
-                                         "description": "layer_<i>: mean embedding per token id; count"}
+        extract_embeddings(model, tokenizer, genome, tmp / run_format.EMBEDDINGS_DIR, config=config.embeddings,
+                           progress=progress)
+        artifacts["embeddings"] = {"path": run_format.EMBEDDINGS_DIR, "produced_by": "grover_core.extract.extract_embeddings",
+                                   "params": asdict(config.embeddings),
+                                   "description": "token means, sampled occurrences per token, window embeddings"}
         stages.done()
-
-        # 5. Token properties, projections and the PC-property table.
         stages.start("analysis")
-        strings = token_strings(tokenizer)
-        special = special_token_mask(tokenizer)
-        tokens = token_property_table(strings, frequencies=genome.token_counts(), special=special,
-                                      embedding_counts=embeddings["count"])
-        tokens.to_parquet(tmp / run_format.TOKENS, index=False)
-        projections, correlations = project_tokens(tokens, embeddings, config=config, progress=progress)
-        projections.to_parquet(tmp / run_format.TOKEN_PROJECTIONS, index=False)
-        correlations.to_parquet(tmp / run_format.PC_CORRELATIONS, index=False)
-        artifacts["tokens"] = {"path": run_format.TOKENS,
-                               "produced_by": "analysis.token_properties.token_property_table",
-                               "params": {}, "description": "one row per token: length, frequency, GC, AG, AC, CpG"}
-        artifacts["token_projections"] = {"path": run_format.TOKEN_PROJECTIONS,
-                                          "produced_by": "analysis.projections.umap_projection / pca_projection",
-                                          "params": {"umap_n_neighbors": config.umap_n_neighbors,
-                                                     "umap_min_dist": config.umap_min_dist, "umap_metric": "cosine",
-                                                     "seed": config.seed},
-                                          "description": "2-D token maps per layer and method"}
-        artifacts["pc_correlations"] = {"path": run_format.PC_CORRELATIONS,
-                                        "produced_by": "analysis.projections.pc_property_correlations",
-                                        "params": {"n_components": config.pc_components},
-                                        "description": "Spearman of leading PCs with token properties per layer"}
+        analysis_config = dataclasses.replace(config.analysis, annotations=tuple(annotations), seed=config.seed)
+        analyses = run_analyses(tmp, config=analysis_config, progress=progress)
+        stages.done()
+        tokens = pd.read_parquet(tmp / run_format.TOKENS)
+        special = tokens["is_special"].to_numpy()
+
+        # 6. Other vocabularies of the same genome, for the side-by-side comparison.
+        stages.start("vocabularies")
+        compared = compare_vocabularies_stage(fasta, tmp / run_format.VOCABULARIES_DIR, run_tokenizer=tmp / run_format.TOKENIZER_DIR,
+                                              run_cycles=vocabulary.cycles, config=config, progress=progress)
+        artifacts["vocabularies"] = {"path": run_format.VOCABULARIES_DIR,
+                                     "produced_by": "grover_lens.pipeline.compare_vocabularies_stage",
+                                     "params": {"cycles": list(config.compare_cycles), "kmers": list(config.compare_kmers),
+                                                "regions": config.compare_regions, "vocabularies": compared},
+                                     "description": "per vocabulary: token table and summary; comparison tables"}
         stages.done()
 
         manifest = {
@@ -210,7 +210,8 @@ def build_run(fasta: str | Path, out_dir: str | Path, *, config: RunConfig = Run
             "created_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "producer": "grover_lens.pipeline.build_run",
             "versions": _versions(),
-            "genome": {"fasta": str(fasta), **stats.as_dict(), "annotations": dict(annotations or {})},
+            "genome": {"fasta": str(fasta), **stats.as_dict(),
+                       "annotations": {spec.name: spec.path for spec in annotations}},
             "vocabulary": {"kind": "bpe", "cycles": vocabulary.cycles, "vocab_size": len(tokenizer),
                            "mean_token_length": float(np.average(tokens["length"][~special],
                                                                  weights=tokens["frequency"][~special]))},
@@ -223,6 +224,8 @@ def build_run(fasta: str | Path, out_dir: str | Path, *, config: RunConfig = Run
                          "train_chromosomes": train_chromosomes, "held_out_chromosomes": held_out},
             "evaluation": {k: v for k, v in evaluation.items() if isinstance(v, (int, float))},
             "artifacts": artifacts,
+            "analyses": analyses,
+            "analysis_config": _jsonable(analysis_config),
             "stages": {stage: {"seconds": seconds} for stage, seconds in stages.seconds.items()},
             "config": _jsonable(config),
         }
@@ -230,32 +233,57 @@ def build_run(fasta: str | Path, out_dir: str | Path, *, config: RunConfig = Run
     return out_dir
 
 
-def project_tokens(tokens: pd.DataFrame, embeddings: dict[str, np.ndarray], *, config: RunConfig,
-                   progress: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Return ``(projections, pc_correlations)`` for every layer, over the tokens seen in context.
+def compare_vocabularies_stage(fasta: str | Path, out_dir: Path, *, run_tokenizer: Path, run_cycles: int,
+                               config: RunConfig, progress: bool = False) -> list[str]:
+    """Write other vocabularies of the genome beside the run's, each with its report, and their comparison.
 
-    Special tokens and tokens never seen by the embedding pass are left out of both tables.
+    Layout (``analysis.run.VOCABULARIES_DIR``)::
+
+        bpe_<n>/ kmer_<k>/         tokenizer folder + vocabulary_tokens.parquet + vocabulary_summary.json
+        comparison/<table>.parquet summary, agreement, shared, lengths, regions (analysis.segmentation)
+
+    The run's own vocabulary is ``bpe_<run_cycles>`` (a copy of its tokenizer). Returns the names.
     """
-    from tqdm.auto import tqdm
+    import shutil
+    import tempfile
 
-    seen = tokens[(~tokens["is_special"]) & (tokens["embedding_count"] > 0)]
-    ids = seen["token_id"].to_numpy()
-    properties = seen.assign(frequency=np.log10(seen["frequency"].clip(lower=1)))
-    layers = sorted(int(key.split("_")[1]) for key in embeddings if key.startswith("layer_"))
-    projection_parts, correlation_parts = [], []
-    for layer in tqdm(layers, desc="projections", unit="layer", disable=not progress):
-        matrix = embeddings[f"layer_{layer}"][ids]
-        pca_xy, _ = pca_projection(matrix, n_components=2, seed=config.seed)
-        umap_xy = umap_projection(matrix, n_neighbors=config.umap_n_neighbors, min_dist=config.umap_min_dist,
-                                  seed=config.seed)
-        for method, xy in (("pca", pca_xy), ("umap", umap_xy)):
-            projection_parts.append(pd.DataFrame({"layer": layer, "method": method, "token_id": ids,
-                                                  "x": xy[:, 0].astype(np.float32), "y": xy[:, 1].astype(np.float32)}))
-        table = pc_property_correlations(matrix, properties, columns=run_format.TOKEN_PROPERTIES,
-                                         n_components=config.pc_components, seed=config.seed)
-        correlation_parts.append(table.assign(layer=layer))
-    correlations = pd.concat(correlation_parts, ignore_index=True)[list(run_format.PC_CORRELATION_COLUMNS)]
-    return pd.concat(projection_parts, ignore_index=True), correlations
+    from analysis.segmentation import compare_vocabulary_folders
+    from analysis.vocabulary import vocabulary_report_for, write_vocabulary_report
+    from grover_core.kmer import write_kmer_tokenizer
+    from grover_core.tokenize_genome import tokenize_genome
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    folders: dict[str, Path] = {}
+    cycles = sorted(set(config.compare_cycles) - {run_cycles})
+    if cycles:
+        learner = BPELearner.from_segments(iter_segments(fasta), max_cycles=max(cycles))
+        learned = learner.learn(dataclasses.replace(config.bpe, cycles=max(cycles)), progress=False)
+        del learner
+        for count in cycles:
+            if count > learned.cycles:
+                continue  # the genome ran out of pairs to merge
+            prefix = learned.prefix(count)
+            folders[f"bpe_{count}"] = save_tokenizer(build_bpe_tokenizer(prefix), out_dir / f"bpe_{count}", extra={
+                "kind": "bpe", "cycles": count, "merges": [list(m) for m in prefix.merges]})
+    folders[f"bpe_{run_cycles}"] = out_dir / f"bpe_{run_cycles}"
+    shutil.copytree(run_tokenizer, folders[f"bpe_{run_cycles}"], dirs_exist_ok=True)
+    for k in config.compare_kmers:
+        folders[f"kmer_{k}"] = write_kmer_tokenizer(out_dir / f"kmer_{k}", k)
+    order = sorted(folders, key=lambda n: (n.startswith("kmer"), int(n.split("_")[1])))
+    for name in order:
+        if progress:
+            print(f"  vocabulary: {name}", flush=True)
+        with tempfile.TemporaryDirectory(dir=out_dir) as scratch:
+            tokenized = tokenize_genome(fasta, folders[name], Path(scratch) / "tokenized")
+            table, summary = vocabulary_report_for(folders[name], tokenized, name=name)
+        write_vocabulary_report(table, summary, folders[name])
+    tables = compare_vocabulary_folders({n: folders[n] for n in order}, fasta=fasta,
+                                        n_regions=config.compare_regions, region_length=1000, seed=config.seed)
+    (out_dir / "comparison").mkdir(exist_ok=True)
+    for table_name, table in tables.items():
+        with atomic_path(out_dir / "comparison" / f"{table_name}.parquet") as tmp_file:
+            table.to_parquet(tmp_file, index=False)
+    return order
 
 
 def build_demo(out_dir: str | Path, *, genome_dir: str | Path, config: DemoConfig = DemoConfig(),
@@ -268,12 +296,8 @@ def build_demo(out_dir: str | Path, *, genome_dir: str | Path, config: DemoConfi
         if progress:
             print(f"writing the demo genome into {genome_dir}", flush=True)
         write_demo_genome(genome_dir, config=config.genome)
-    annotations = {name: str(genome_dir / file) for name, file in (
-        ("chromatin_states", "chromatin_states.bed"), ("repeats", "repeats.bed"),
-        ("replication_timing", "replication_timing.bedGraph"), ("genes", "genes.bed"), ("tss", "tss.bed"),
-        ("ctcf_sites", "ctcf_sites.bed"))}
-    return build_run(fasta, out_dir, config=config.run, name=Path(out_dir).name, annotations=annotations,
-                     progress=progress)
+    return build_run(fasta, out_dir, config=config.run, name=Path(out_dir).name,
+                     annotations=demo_annotations(genome_dir), progress=progress)
 
 
 def _same_genome_config(config_file: Path, config: DemoGenomeConfig) -> bool:

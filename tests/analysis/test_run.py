@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 
 import analysis.run as run_format
@@ -16,7 +17,14 @@ def test_find_runs_lists_run_folders(runs_dir, tiny_run, tmp_path):
 def test_tables_follow_the_schema(tiny_run):
     manifest = load_manifest(tiny_run)
     tokens = load_tokens(tiny_run)
-    assert tuple(tokens.columns) == run_format.TOKEN_COLUMNS
+    assert tuple(tokens.columns[:len(run_format.TOKEN_COLUMNS)]) == run_format.TOKEN_COLUMNS
+    # Then the annotation shares: <annotation>.share_<label>, each a share in [0, 1] (NaN: never seen).
+    shares = [c for c in tokens.columns if ".share_" in c]
+    assert {c.split(".")[0] for c in shares} == {"chromatin_states", "repeats"}
+    values = tokens[shares].to_numpy()
+    never_seen = (tokens["frequency"] == 0).to_numpy()
+    assert np.isnan(values[never_seen]).all() and not np.isnan(values[~never_seen]).any()
+    assert ((values[~never_seen] >= 0) & (values[~never_seen] <= 1)).all()
     assert len(tokens) == manifest["vocabulary"]["vocab_size"]
     projections = load_token_projections(tiny_run)
     assert tuple(projections.columns) == run_format.PROJECTION_COLUMNS
@@ -46,3 +54,16 @@ def test_newer_schema_is_refused(tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps({"schema_version": run_format.SCHEMA_VERSION + 1}))
     with pytest.raises(ValueError, match="Upgrade GROVER Lens"):
         load_manifest(tmp_path)
+
+
+def test_older_schema_names_the_rebuild_command(tmp_path):
+    (tmp_path / "manifest.json").write_text(json.dumps({"schema_version": 1}))
+    with pytest.raises(ValueError, match="schema version 1.*Rebuild it with `grover demo"):
+        load_manifest(tmp_path)
+
+
+def test_a_missing_analysis_artifact_names_its_command(tiny_run, tmp_path):
+    with pytest.raises(RunNotFoundError, match=f"grover analyze {tmp_path} --only probes"):
+        run_format.load_table(tmp_path, run_format.PROBE_SCORES)
+    with pytest.raises(RunNotFoundError, match="grover embed"):
+        run_format.artifact_path(tmp_path, run_format.TOKEN_EMBEDDINGS)

@@ -164,7 +164,7 @@ def test_missing_artifact_names_the_fix(monkeypatch, tmp_path, tiny_run):
     assert not artifacts["present"].all()  # the overview shows what is missing
     at.switch_page(TOKEN_MAP).run()
     assert not at.exception
-    assert run.TOKEN_PROJECTIONS in at.info[0].value and "grover demo --out" in at.info[0].value
+    assert run.TOKEN_PROJECTIONS in at.info[0].value and "grover analyze" in at.info[0].value
 
 
 

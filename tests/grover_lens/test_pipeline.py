@@ -14,7 +14,8 @@ from grover_core.tokenized_genome import TokenizedGenome
 def test_manifest_records_provenance(tiny_run):
     manifest = run_format.load_manifest(tiny_run)
     assert manifest["schema_version"] == run_format.SCHEMA_VERSION
-    assert set(manifest["stages"]) == {"vocabulary", "pretraining", "evaluation", "embeddings", "analysis"}
+    assert set(manifest["stages"]) == {"vocabulary", "pretraining", "evaluation", "embeddings", "analysis",
+                                       "vocabularies"}
     for name, artifact in manifest["artifacts"].items():
         assert (tiny_run / artifact["path"]).exists(), name
         assert artifact["produced_by"]
@@ -22,6 +23,14 @@ def test_manifest_records_provenance(tiny_run):
     assert set(manifest["genome"]["annotations"]) >= {"chromatin_states", "repeats", "replication_timing"}
     assert manifest["config"]["bpe"]["cycles"] == pipeline.RunConfig.tiny().bpe.cycles
     assert manifest["training"]["held_out_chromosomes"] == ["chr2"]
+    # Every registered analysis ran and recorded its outputs, parameters and the model it describes.
+    from grover_lens.analyze import ANALYSIS_NAMES
+
+    assert set(manifest["analyses"]) == set(ANALYSIS_NAMES)
+    fingerprint = manifest["analyses"]["tokens"]["model_fingerprint"]
+    for name, record in manifest["analyses"].items():
+        assert record["model_fingerprint"] == fingerprint and record["params"]["annotations"], name
+        assert all((tiny_run / output).is_file() for output in record["outputs"]), name
 
 
 def test_model_folder_loads_with_auto_classes(tiny_run):
@@ -62,7 +71,7 @@ def test_a_failed_build_leaves_nothing_behind(tiny_genome_dir, tmp_path, monkeyp
     def explode(*args, **kwargs):
         raise RuntimeError("killed during embeddings")
 
-    monkeypatch.setattr(pipeline, "token_embedding_means", explode)
+    monkeypatch.setattr(pipeline, "extract_embeddings", explode)
     out = tmp_path / "runs" / "broken"
     with pytest.raises(RuntimeError, match="killed"):
         pipeline.build_run(tiny_genome_dir / "genome.fa", out, config=pipeline.RunConfig.tiny(), progress=False)

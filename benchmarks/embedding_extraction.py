@@ -1,0 +1,733 @@
+"""Embedding extraction: speed against the naive way and a bare forward pass, memory, self-similarity, GPU.
+
+    python benchmarks/embedding_extraction.py                  # grover-small (64 windows) and grover-tiny (512)
+    python benchmarks/embedding_extraction.py --preset grover-small --windows 64
+    python benchmarks/embedding_extraction.py --quick          # a smoke test on small sizes; prints, writes nothing
+
+Data: the demo genome (``write_demo_genome``, 5.6 Mbp), a 600-cycle BPE learned on it and its tokenized
+genome, built as ``grover_lens.pipeline.build_run`` builds them (cached under ``--cache``). Models are
+randomly initialised (``build_model(model_config(preset), tokenizer)``): speed and memory do not depend
+on training. Every method runs on the same windows, the extractor's own list
+(``grover_core.extract.window_table`` with ``max_windows``: evenly spread over the genome).
+
+1. Speed, CPU (``torch.set_num_threads(2)``), per preset, on one model:
+
+   * extraction: ``extract_embeddings(..., config=ExtractionConfig(max_windows=N, window_tokens=W,
+     batch_size=B))`` into a fresh folder, the whole call (set-up and final writes included);
+   * naive: one window at a time through ``model(..., output_hidden_states=True)`` under
+     ``torch.no_grad()``, every layer's hidden states of every window kept as numpy arrays in a list,
+     per-token means of every layer computed from them at the end;
+   * bare: batches of B pre-made windows through ``model(input_ids, attention_mask,
+     output_hidden_states=True)`` under ``torch.inference_mode()``, nothing kept.
+
+   Each is warmed up once, then the three run back to back in every repeat (the order rotating) and the
+   medians are reported; ratios are medians of per-repeat ratios, which stay fair when other jobs load the
+   machine. Targets: extraction >= 3x naive, extraction >= 90% of bare. One more extraction runs with
+   timers around each of its parts (wrapped functions and forward hooks, exclusive times) to show where
+   its time goes.
+2. Memory: the extraction (and, for contrast, the naive way) in a fresh process for N and 10N windows
+   of the first preset; the peak RSS (VmHWM) and, polled every few ms from outside, the peaks of
+   RssAnon (the process's own heap) and RssFile (file pages mapped, ``samples.npy`` among them).
+   Target: peak at 10N <= 1.2x the peak at N.
+3. Self-similarity (``analysis.self_similarity.self_similarity_table``) on a float16 memmap
+   ``[13, 601, 500, 768]`` of random data (6 GB, written to ``--scratch``, deleted afterwards), every
+   slot filled, page cache warm. Target: under 60 s.
+4. GPU (only when ``torch.cuda.is_available()``): extraction windows/s for grover-base at 510 tokens
+   (bf16 autocast, as ``extract_embeddings`` runs on a GPU) and the projected time for hg19
+   (1.4 M windows of 510 tokens). Without a GPU this part is reported as not measured.
+
+Figures are printed and written to the "## Embedding extraction" section of BENCHMARKS.md.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import functools
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import grover_core.extract as extract_module  # noqa: E402
+from grover_core.extract import ExtractionConfig, extract_embeddings, window_table  # noqa: E402
+from grover_core.model import build_model, count_parameters, model_config  # noqa: E402
+from grover_core.pretrain import autocast_for, collate_windows  # noqa: E402
+from grover_core.tokenized_genome import TokenizedGenome  # noqa: E402
+from grover_core.tokenizer import load_tokenizer  # noqa: E402
+
+SECTION = "## Embedding extraction"
+NAIVE_TARGET = 3.0  # extraction windows/s over the naive way's
+BARE_TARGET = 0.90  # extraction windows/s as a fraction of a bare batched forward pass
+MEMORY_TARGET = 1.2  # peak RSS with 10x the windows over the peak with 1x
+SELF_SIMILARITY_TARGET_S = 60.0
+SELF_SIMILARITY_SHAPE = (13, 601, 500, 768)  # layers, vocabulary, K, hidden: grover-base's summaries
+HG19_WINDOWS = 1.4e6  # windows of 510 tokens in hg19, about
+THREADS = 2
+HIGH_SPREAD = 0.10  # (max - min) / median of a measurement's repeats above this: flagged as noisy
+POLL_S = 0.005  # how often the parent reads a memory child's /proc/<pid>/status
+DEFAULT_WINDOWS = {"grover-small": 64, "grover-tiny": 512, "grover-test": 512, "grover-base": 16}
+DEFAULT_BATCH = {"grover-small": 16, "grover-tiny": 32, "grover-test": 32, "grover-base": 8}
+# Parts of an extraction whose cost does not grow with the windows streamed (per call).
+ONE_OFF_PARTS = ("fingerprint_model", "window_table", "open/create .npy", "_create_window_arrays",
+                 "_sort_slots_by_key", "flush in _sort_slots_by_key", "flush in _finish", "_write_token_means",
+                 "_save_npy", "other")
+
+
+# --------------------------------------------------------------------------------------------- data
+
+def prepare_data(cache: Path, log=print) -> tuple[Path, Path]:
+    """Build (once) the demo genome, its 600-cycle BPE tokenizer and tokenized genome as ``build_run`` does.
+
+    Returns ``(tokenizer_dir, tokenized_dir)``.
+    """
+    tokenizer_dir, tokenized_dir = cache / "tokenizer", cache / "tokenized"
+    if (tokenized_dir / "index.json").is_file() and tokenizer_dir.is_dir():
+        return tokenizer_dir, tokenized_dir
+    from grover_core.bpe import BPEConfig, BPELearner
+    from grover_core.demo_genome import DemoGenomeConfig, write_demo_genome
+    from grover_core.genome import iter_segments
+    from grover_core.tokenized_genome import write_tokenized_chromosomes
+    from grover_core.tokenizer import SPECIAL_TOKENS, build_bpe_tokenizer, save_tokenizer
+
+    started = time.perf_counter()
+    cache.mkdir(parents=True, exist_ok=True)
+    fasta = write_demo_genome(cache / "genome", config=DemoGenomeConfig())["fasta"]
+    learner = BPELearner.from_segments(iter_segments(fasta), max_cycles=600)
+    vocabulary = learner.learn(BPEConfig(cycles=600))
+    tokenizer = build_bpe_tokenizer(vocabulary)
+    save_tokenizer(tokenizer, tokenizer_dir)
+    write_tokenized_chromosomes(tokenized_dir, learner.iter_chromosomes(), id_offset=len(SPECIAL_TOKENS),
+                                vocab_size=len(tokenizer))
+    log(f"data built in {time.perf_counter() - started:.0f} s under {cache}")
+    return tokenizer_dir, tokenized_dir
+
+
+def load_data(cache: Path, log=print):
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.set_verbosity_error()
+    tokenizer_dir, tokenized_dir = prepare_data(cache, log)
+    return load_tokenizer(tokenizer_dir), TokenizedGenome.open(tokenized_dir)
+
+
+def window_tokens_for(model, requested: int | None) -> int:
+    """The window length the extractor uses for this model (its rule, repeated here)."""
+    return min(requested or 10**9, model.config.max_position_embeddings - 2)
+
+
+def extraction_windows(genome: TokenizedGenome, window_tokens: int, count: int) -> list[np.ndarray]:
+    """The token ids of the windows ``extract_embeddings`` streams with ``max_windows=count``, in its order."""
+    table = window_table(genome, window_tokens=window_tokens, max_windows=count)
+    return [np.asarray(genome.ids(name)[first:first + n], dtype=np.int64)
+            for name, first, n in zip(table["chromosome"], table["first_token"], table["n_tokens"])]
+
+
+# ------------------------------------------------------------------------------------------ methods
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def bare_pass(model, batches, device: torch.device) -> float:
+    """Seconds for a batched forward pass with every hidden state and nothing kept."""
+    moved = [(ids.to(device), mask.to(device)) for ids, mask in batches]
+    _sync(device)
+    started = time.perf_counter()
+    with torch.inference_mode(), autocast_for(device):
+        for input_ids, attention_mask in moved:
+            model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+    _sync(device)
+    return time.perf_counter() - started
+
+
+def naive_extraction(model, tokenizer, windows: list[np.ndarray], device: torch.device) -> np.ndarray:
+    """One window at a time, every layer's hidden states kept in a list; per-token means at the end.
+
+    Returns the means ``[layers, vocab, hidden]`` (float32).
+    """
+    kept = []  # (input ids [length], hidden states [layers, length, hidden]) per window
+    with torch.no_grad():
+        for ids in windows:
+            batch = collate_windows([ids], tokenizer)
+            out = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device),
+                        output_hidden_states=True)
+            kept.append((batch["input_ids"][0].numpy(),
+                         np.stack([h[0].float().cpu().numpy() for h in out.hidden_states])))
+    tokens = torch.from_numpy(np.concatenate([ids for ids, _ in kept]))
+    vocab, layers = model.config.vocab_size, len(kept[0][1])
+    counts = torch.bincount(tokens, minlength=vocab).clamp(min=1).unsqueeze(1)
+    means = []
+    for layer in range(layers):
+        hidden = torch.from_numpy(np.concatenate([h[layer] for _, h in kept]))
+        sums = torch.zeros((vocab, hidden.shape[1]), dtype=torch.float64).index_add_(0, tokens, hidden.double())
+        means.append((sums / counts).float().numpy())
+    return np.stack(means)
+
+
+def timed_extraction(model, tokenizer, genome, config: ExtractionConfig, scratch: Path) -> float:
+    """Seconds for one ``extract_embeddings`` call into a fresh folder (removed afterwards, untimed)."""
+    out_dir = Path(tempfile.mkdtemp(prefix="extract_", dir=scratch))
+    try:
+        device = next(model.parameters()).device
+        _sync(device)
+        started = time.perf_counter()
+        extract_embeddings(model, tokenizer, genome, out_dir, config=config)
+        _sync(device)
+        seconds = time.perf_counter() - started
+        if not json.loads((out_dir / extract_module.EXTRACTION_JSON).read_text()).get("complete"):
+            raise RuntimeError(f"extraction in {out_dir} did not complete")
+        return seconds
+    finally:
+        shutil.rmtree(out_dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def extraction_part_timers(model: torch.nn.Module, parts: dict[str, float]):
+    """Add the exclusive seconds of each part of ``extract_embeddings`` to ``parts`` while inside.
+
+    Wraps the module-level functions the extractor looks up at call time, ``np.lib.format.open_memmap``
+    (creating and opening the .npy files) and ``np.memmap.flush`` (named after its caller), and hooks the
+    model's forward. A nested part's time is taken out of the part around it.
+    """
+    stack: list[list] = []  # [name, start, seconds of nested parts]
+
+    def enter(name: str) -> None:
+        stack.append([name, time.perf_counter(), 0.0])
+
+    def leave() -> None:
+        name, start, nested = stack.pop()
+        elapsed = time.perf_counter() - start
+        parts[name] += elapsed - nested
+        if stack:
+            stack[-1][2] += elapsed
+
+    def timed(name, fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            enter(name(stack) if callable(name) else name)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                leave()
+        return wrapper
+
+    targets = [(extract_module, fn, fn) for fn in (
+        "fingerprint_model", "window_table", "collate_windows", "_accumulate", "_write_window_rows", "_checkpoint",
+        "_apply_pending", "_finish", "_sort_slots_by_key", "_write_token_means", "_save_npy", "_create_window_arrays")
+        if hasattr(extract_module, fn)]
+    targets += [(np.lib.format, "open_memmap", "open/create .npy"),
+                (np.memmap, "flush", lambda s: f"flush in {s[-1][0] if s else 'extract_embeddings'}")]
+    saved = [(owner, attr, getattr(owner, attr)) for owner, attr, _ in targets]
+    handles = [model.register_forward_pre_hook(lambda *args: enter("forward")),
+               model.register_forward_hook(lambda *args: leave())]
+    try:
+        for owner, attr, name in targets:
+            setattr(owner, attr, timed(name, getattr(owner, attr)))
+        yield parts
+    finally:
+        for owner, attr, original in saved:
+            setattr(owner, attr, original)
+        for handle in handles:
+            handle.remove()
+
+
+def extraction_breakdown(model, tokenizer, genome, config: ExtractionConfig, scratch: Path) -> dict[str, float]:
+    """Seconds per part of one more extraction call; "other" is the call's time no timer saw."""
+    parts: dict[str, float] = defaultdict(float)
+    with extraction_part_timers(model, parts):
+        total = timed_extraction(model, tokenizer, genome, config, scratch)
+    parts["other"] = total - sum(parts.values())
+    parts["total"] = total
+    return dict(parts)
+
+
+def _spread(values: list[float]) -> float:
+    return (max(values) - min(values)) / statistics.median(values) if len(values) > 1 else 0.0
+
+
+def measure_speed(preset: str, n_windows: int, batch_size: int, *, tokenizer, genome, repeats: int, scratch: Path,
+                  device: torch.device, naive: bool = True, log=print) -> dict:
+    """Extraction, naive and bare windows/s on one model and the same windows; medians over repeats."""
+    model = build_model(model_config(preset), tokenizer, seed=0).to(device).eval()
+    window = window_tokens_for(model, None)
+    windows = extraction_windows(genome, window, n_windows)
+    n_windows = len(windows)
+    batches = [tuple(collate_windows(windows[i:i + batch_size], tokenizer).values())
+               for i in range(0, n_windows, batch_size)]
+    config = ExtractionConfig(max_windows=n_windows, window_tokens=window, batch_size=batch_size)
+    tokens = sum(int(w.size) for w in windows)
+
+    # Warm-up, once each: first-call costs (allocations, kernel choice, lazy imports) out of the timings.
+    bare_pass(model, batches[:1], device)
+    if naive:
+        naive_extraction(model, tokenizer, windows[:2], device)
+    timed_extraction(model, tokenizer, genome, ExtractionConfig(max_windows=batch_size, window_tokens=window,
+                                                                batch_size=batch_size), scratch)
+
+    seconds: dict[str, list[float]] = {"extraction": [], "naive": [], "bare": []}
+    methods = ["extraction", "naive", "bare"] if naive else ["extraction", "bare"]
+    for repeat in range(repeats):
+        order = methods[repeat % len(methods):] + methods[:repeat % len(methods)]  # none always goes first
+        for method in order:
+            if method == "extraction":
+                seconds[method].append(timed_extraction(model, tokenizer, genome, config, scratch))
+            elif method == "naive":
+                started = time.perf_counter()
+                naive_extraction(model, tokenizer, windows, device)
+                seconds[method].append(time.perf_counter() - started)
+            else:
+                seconds[method].append(bare_pass(model, batches, device))
+        log(f"  {preset} repeat {repeat + 1}/{repeats}: " + ", ".join(
+            f"{m} {n_windows / seconds[m][-1]:.2f} windows/s" for m in methods) + f" (load {os.getloadavg()[0]:.2f})")
+    breakdown = extraction_breakdown(model, tokenizer, genome, config, scratch)
+    rate = {m: [n_windows / s for s in seconds[m]] for m in methods}
+    figures = {
+        "preset": preset, "device": str(device), "parameters": count_parameters(model),
+        "layers": model.config.num_hidden_layers + 1, "hidden": model.config.hidden_size,
+        "vocab": model.config.vocab_size, "window_tokens": window, "windows": n_windows, "tokens": tokens,
+        "batch_size": batch_size, "repeats": repeats,
+        "windows_per_s": {m: statistics.median(r) for m, r in rate.items()},
+        "spread": {m: _spread(r) for m, r in rate.items()},
+        "extraction_over_bare": statistics.median([e / b for e, b in zip(rate["extraction"], rate["bare"])]),
+        "repeats_windows_per_s": rate, "breakdown_s": breakdown,
+    }
+    if naive:
+        figures["extraction_over_naive"] = statistics.median(
+            [e / n for e, n in zip(rate["extraction"], rate["naive"])])
+    one_off = sum(v for k, v in breakdown.items() if k in ONE_OFF_PARTS)
+    streaming = breakdown["total"] - one_off
+    figures["streaming_windows_per_s"] = n_windows / streaming
+    figures["streaming_over_bare"] = figures["streaming_windows_per_s"] / figures["windows_per_s"]["bare"]
+    figures["one_off_s"] = one_off
+    del model
+    return figures
+
+
+# ------------------------------------------------------------------------------------------- memory
+
+def _status_kb(pid: int | str = "self") -> dict[str, int]:
+    fields = {}
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile", "RssShmem"):
+                fields[key] = int(value.split()[0])
+    return fields
+
+
+def child_main(kind: str, preset: str, n_windows: int, batch_size: int, cache: Path, scratch: Path) -> dict:
+    """In a fresh process: build the model, then extract (or the naive way) ``n_windows``; return figures."""
+    torch.set_num_threads(THREADS)
+    tokenizer, genome = load_data(cache)
+    model = build_model(model_config(preset), tokenizer, seed=0).eval()
+    window = window_tokens_for(model, None)
+    before = _status_kb()
+    started = time.perf_counter()
+    if kind == "extraction":
+        out_dir = Path(tempfile.mkdtemp(prefix="extract_mem_", dir=scratch))
+        try:
+            extract_embeddings(model, tokenizer, genome, out_dir,
+                               config=ExtractionConfig(max_windows=n_windows, window_tokens=window,
+                                                       batch_size=batch_size))
+            seconds = time.perf_counter() - started
+            end = _status_kb()
+            samples_mb = (out_dir / extract_module.SAMPLES).stat().st_size / 2**20
+        finally:
+            shutil.rmtree(out_dir, ignore_errors=True)
+    else:
+        windows = extraction_windows(genome, window, n_windows)
+        naive_extraction(model, tokenizer, windows, torch.device("cpu"))
+        seconds = time.perf_counter() - started
+        end = _status_kb()
+        samples_mb = None
+    return {"kind": kind, "windows": n_windows, "seconds": seconds, "before_kb": before, "end_kb": end,
+            "ru_maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "samples_file_mb": samples_mb}
+
+
+def run_memory_child(kind: str, preset: str, n_windows: int, batch_size: int, cache: Path, scratch: Path,
+                     timeout_s: float) -> dict:
+    """Run ``child_main`` in a fresh process, polling its RssAnon / RssFile / VmRSS from outside."""
+    command = [sys.executable, str(Path(__file__).resolve()), "--child", kind, "--preset", preset,
+               "--windows", str(n_windows), "--batch-size", str(batch_size), "--cache", str(cache),
+               "--scratch", str(scratch)]
+    env = dict(os.environ, OMP_NUM_THREADS=str(THREADS))
+    peaks = defaultdict(int)
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(command, stdout=out, stderr=err, text=True, env=env)
+        started = time.perf_counter()
+        while proc.poll() is None:
+            with contextlib.suppress(OSError, ValueError):
+                for key, value in _status_kb(proc.pid).items():
+                    peaks[key] = max(peaks[key], value)
+            if time.perf_counter() - started > timeout_s:
+                proc.kill()
+                proc.wait()
+                return {"failed": f"did not finish within {timeout_s:.0f} s (stopped)"}
+            time.sleep(POLL_S)
+        out.seek(0)
+        err.seek(0)
+        lines = [line for line in out.read().splitlines() if line.startswith("RESULT")]
+        if proc.returncode != 0 or not lines:
+            tail = (err.read().strip().splitlines() or ["(no message)"])[-1]
+            return {"failed": f"exit {proc.returncode}: {tail[:200]}"}
+    result = json.loads(lines[-1][len("RESULT"):])
+    result["polled_peak_kb"] = dict(peaks)
+    return result
+
+
+def measure_memory(preset: str, n_windows: int, batch_size: int, *, cache: Path, scratch: Path, naive: bool,
+                   timeout_s: float, log=print) -> dict:
+    """Peak memory of the extraction (and the naive way) for N and 10N windows, each in a fresh process."""
+    results = {}
+    for kind in ("extraction", "naive") if naive else ("extraction",):
+        for count in (n_windows, 10 * n_windows):
+            result = run_memory_child(kind, preset, count, batch_size, cache, scratch, timeout_s)
+            results[f"{kind}_{count}"] = result
+            if "failed" in result:
+                log(f"  memory, {kind}, {count} windows: {result['failed']}")
+            else:
+                log(f"  memory, {kind}, {count} windows: peak RSS {result['end_kb']['VmHWM'] / 2**10:,.0f} MB, "
+                    f"peak RssAnon {result['polled_peak_kb'].get('RssAnon', 0) / 2**10:,.0f} MB, "
+                    f"peak RssFile {result['polled_peak_kb'].get('RssFile', 0) / 2**10:,.0f} MB "
+                    f"({result['seconds']:.0f} s)")
+    return {"preset": preset, "windows": n_windows, "batch_size": batch_size, "runs": results}
+
+
+# ---------------------------------------------------------------------------------- self-similarity
+
+def measure_self_similarity(scratch: Path, shape: tuple[int, int, int, int], log=print) -> dict:
+    """Seconds of ``self_similarity_table`` on a random float16 memmap of ``shape``, page cache warm."""
+    from analysis.self_similarity import self_similarity_table
+
+    layers, vocab, k, hidden = shape
+    size = int(np.prod(shape)) * 2
+    free = shutil.disk_usage(scratch).free
+    available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    figures = {"shape": list(shape), "bytes": size, "disk_free": free, "memory_available": available}
+    if free < size + 2 * 2**30:
+        figures["skipped"] = (f"not measured: {free / 2**30:.1f} GB free in {scratch}, "
+                              f"{size / 2**30:.1f} GB + 2 GB needed")
+        return figures
+    path = scratch / f"self_similarity_bench_{os.getpid()}.npy"
+    try:
+        started = time.perf_counter()
+        samples = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=shape)
+        rng = np.random.default_rng(0)
+        step = max(1, (32 * 2**20) // (k * hidden * 4))  # ~32 MB of float32 random numbers per chunk
+        for layer in range(layers):
+            for first in range(0, vocab, step):
+                count = min(step, vocab - first)
+                samples[layer, first:first + count] = rng.standard_normal((count, k, hidden), dtype=np.float32)
+        samples.flush()
+        del samples
+        figures["write_s"] = time.perf_counter() - started
+        # Warm the page cache: read the whole file once (it was just written, so most of it is there already).
+        started = time.perf_counter()
+        buffer = bytearray(64 * 2**20)
+        with open(path, "rb", buffering=0) as handle:
+            while handle.readinto(buffer):
+                pass
+        figures["warm_read_gb_per_s"] = size / 2**30 / (time.perf_counter() - started)
+        log(f"  self-similarity input written ({figures['write_s']:.0f} s) and read once "
+            f"({figures['warm_read_gb_per_s']:.1f} GB/s)")
+        samples = np.load(path, mmap_mode="r")
+        filled = np.full(vocab, k, dtype=np.int64)
+        started = time.perf_counter()
+        table = self_similarity_table(samples, filled)
+        figures["seconds"] = time.perf_counter() - started
+        figures["rows"] = len(table)
+        del samples
+    finally:
+        path.unlink(missing_ok=True)
+    return figures
+
+
+# -------------------------------------------------------------------------------------------- GPU
+
+def measure_gpu(*, tokenizer, genome, scratch: Path, n_windows: int, batch_size: int, repeats: int, log=print) -> dict:
+    """grover-base at 510 tokens on the GPU (bf16 autocast): extraction and bare windows/s; hg19 projection."""
+    if not torch.cuda.is_available():
+        return {"measured": False, "reason": "no GPU on this machine (torch.cuda.is_available() is False)"}
+    try:
+        figures = measure_speed("grover-base", n_windows, batch_size, tokenizer=tokenizer, genome=genome,
+                                repeats=repeats, scratch=scratch, device=torch.device("cuda"), naive=False, log=log)
+    except Exception as error:  # a failure is reported, never a number
+        return {"measured": False, "reason": f"GPU measurement failed: {type(error).__name__}: {error}"}
+    figures["measured"] = True
+    figures["gpu"] = torch.cuda.get_device_name(0)
+    figures["hg19_hours"] = HG19_WINDOWS / figures["windows_per_s"]["extraction"] / 3600
+    figures["hg19_hours_streaming"] = HG19_WINDOWS / figures["streaming_windows_per_s"] / 3600
+    return figures
+
+
+# ------------------------------------------------------------------------------------------- report
+
+def _verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def _mb(kb: float | None) -> str:
+    return "n/a" if kb is None else f"{kb / 2**10:,.0f}"
+
+
+def _memory_lines(memory: dict) -> list[str]:
+    runs, n = memory["runs"], memory["windows"]
+    lines = [f"Peak memory, `{memory['preset']}`, batch {memory['batch_size']}, each run in a fresh process that "
+             "loads the data and builds the model first (all figures in MB, nothing subtracted). Peak RSS is the "
+             "child's own VmHWM; RssAnon (its heap: tensors, numpy arrays) and RssFile (file pages mapped into "
+             f"it: shared libraries, the memory-mapped `samples.npy` and window arrays) are peaks polled from "
+             f"outside every {POLL_S * 1e3:.0f} ms, so a peak shorter than that can be missed; \"before\" is RSS "
+             "after the model was built:", "",
+             "| method | windows | seconds | RSS before | peak RSS (VmHWM) | peak RssAnon | peak RssFile | "
+             "RssAnon at the end | samples.npy size |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for kind in ("extraction", "naive"):
+        for count in (n, 10 * n):
+            r = runs.get(f"{kind}_{count}")
+            if r is None:
+                continue
+            if "failed" in r:
+                lines.append(f"| {kind} | {count} | {r['failed']} | | | | | | |")
+                continue
+            polled = r["polled_peak_kb"]
+            size = "" if r["samples_file_mb"] is None else f"{r['samples_file_mb']:,.0f} (sparse)"
+            lines.append(f"| {kind} | {count} | {r['seconds']:.0f} | {_mb(r['before_kb']['VmRSS'])} | "
+                         f"{_mb(r['end_kb']['VmHWM'])} | {_mb(polled.get('RssAnon'))} | {_mb(polled.get('RssFile'))} | "
+                         f"{_mb(r['end_kb']['RssAnon'])} | {size} |")
+    lines.append("")
+    for kind in ("extraction", "naive"):
+        small, large = runs.get(f"{kind}_{n}"), runs.get(f"{kind}_{10 * n}")
+        if not small or not large or "failed" in small or "failed" in large:
+            if kind == "extraction":
+                lines.append(f"- Extraction memory ratio: not measured (a run failed). Target <= {MEMORY_TARGET:g}x: "
+                             "FAIL")
+            continue
+        rss = large["end_kb"]["VmHWM"] / small["end_kb"]["VmHWM"]
+        anon = large["polled_peak_kb"].get("RssAnon", 0) / max(small["polled_peak_kb"].get("RssAnon", 1), 1)
+        if kind == "extraction":
+            lines.append(f"- Extraction, peak RSS at {10 * n} windows / at {n}: **{rss:.2f}x** "
+                         f"(target <= {MEMORY_TARGET:g}x: {_verdict(rss <= MEMORY_TARGET)}); peak RssAnon "
+                         f"{anon:.2f}x ({_verdict(anon <= MEMORY_TARGET)} on the heap alone).")
+        else:
+            lines.append(f"- Naive way, for contrast: peak RSS at {10 * n} windows / at {n}: {rss:.2f}x "
+                         f"(peak RssAnon {anon:.2f}x): it keeps every hidden state, so it grows with the windows.")
+    return lines
+
+
+def _where_time_goes(f: dict) -> list[str]:
+    bd = f["breakdown_s"]
+    total = bd["total"]
+    names = sorted((k for k in bd if k != "total"), key=lambda k: -bd[k])
+    lines = [f"Where one extraction call's time goes (`{f['preset']}`, {f['windows']} windows, one more call with "
+             "timers: wrapped functions of `grover_core.extract` and forward hooks, exclusive seconds; \"flush in X\" "
+             "is `np.memmap.flush` called from X; \"other\" is what no timer saw). Parts marked one-off do not grow "
+             "with the windows streamed:", "",
+             "| part | seconds | share | one-off |", "|---|---|---|---|"]
+    for name in names:
+        if bd[name] < 0.0005 * total and name != "forward":
+            continue
+        lines.append(f"| {name} | {bd[name]:.3f} | {bd[name] / total:.1%} | "
+                     f"{'yes' if name in ONE_OFF_PARTS else ''} |")
+    lines.append(f"| **total** | {total:.3f} | 100% | |")
+    lines += ["", f"Without the one-off parts ({f['one_off_s']:.2f} s of this call), the streaming loop runs "
+              f"{f['streaming_windows_per_s']:.2f} windows/s = {f['streaming_over_bare']:.1%} of the bare pass's "
+              f"median ({_verdict(f['streaming_over_bare'] >= BARE_TARGET)} against {BARE_TARGET:.0%} for the loop "
+              "alone; one call, so read it as rough)."]
+    return lines
+
+
+def report(speed: list[dict], memory: dict | None, self_sim: dict | None, gpu: dict, *, command: str,
+           started: dict, ended: dict) -> str:
+    """The BENCHMARKS.md section (Markdown) for these results."""
+    cpu = started["cpu"]
+    lines = [SECTION, "",
+             f"`{command}` on this machine ({os.cpu_count()} cores{', ' + cpu if cpu else ''}, "
+             f"{started['memory_gb']:.0f} GB RAM), {started['date']}; torch {torch.__version__}, "
+             f"{torch.get_num_threads()} intra-op threads, numpy {np.__version__}, Python "
+             f"{platform.python_version()}. Load average (1 min) {started['load']:.2f} at the start and "
+             f"{ended['load']:.2f} at the end (the benchmark alone adds about 2; other jobs shared the 2 cores, "
+             "which is why the three methods run back to back in every repeat and the ratios are per repeat).", "",
+             "Data: the demo genome (5.6 Mbp), a 600-cycle BPE learned on it and its tokenized genome, built as "
+             "`build_run` builds them; randomly initialised models (`build_model(model_config(preset), tokenizer)`). "
+             "All methods take the same windows: the extractor's own list (`window_table` with `max_windows`, "
+             "evenly spread, full length). Extraction: one `extract_embeddings` call with `ExtractionConfig("
+             "max_windows=N, window_tokens=W, batch_size=B)` (defaults otherwise: K = 500, window embeddings on) into "
+             "a fresh folder, set-up and final writes included. Naive: one window at a time through "
+             "`model(..., output_hidden_states=True)` under `torch.no_grad()`, every layer's hidden states kept as "
+             "numpy arrays in a list, per-token means of every layer at the end. Bare: batches of B pre-made windows "
+             "through `model(input_ids, attention_mask, output_hidden_states=True)` under `torch.inference_mode()`, "
+             "nothing kept. Each method warmed up once; medians of the repeats; ratios are medians of per-repeat "
+             f"ratios. Targets: extraction >= {NAIVE_TARGET:g}x naive, extraction >= {BARE_TARGET:.0%} of bare.", "",
+             "| preset | parameters | layers x hidden | window (tokens) | windows | batch | repeats | "
+             "extraction windows/s | naive windows/s | bare windows/s | extraction / naive | extraction / bare | "
+             "spread (extraction / naive / bare) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for f in speed:
+        w, s = f["windows_per_s"], f["spread"]
+        spread = " / ".join(f"{s[m]:.0%}" for m in ("extraction", "naive", "bare") if m in s)
+        if max(s.values()) > HIGH_SPREAD:
+            spread += " (high)"
+        naive = f"{w['naive']:.2f}" if "naive" in w else "not run"
+        over_naive = (f"{f['extraction_over_naive']:.2f}x {_verdict(f['extraction_over_naive'] >= NAIVE_TARGET)}"
+                      if "extraction_over_naive" in f else "n/a")
+        lines.append(f"| {f['preset']} | {f['parameters'] / 1e6:.2f}M | {f['layers']} x {f['hidden']} | "
+                     f"{f['window_tokens']} | {f['windows']} | {f['batch_size']} | {f['repeats']} | "
+                     f"{w['extraction']:.2f} | {naive} | {w['bare']:.2f} | {over_naive} | "
+                     f"{f['extraction_over_bare']:.1%} {_verdict(f['extraction_over_bare'] >= BARE_TARGET)} | "
+                     f"{spread} |")
+    noisy = [f["preset"] for f in speed if max(f["spread"].values()) > HIGH_SPREAD]
+    if noisy:
+        lines += ["", f"High variance (a method's repeats spread more than {HIGH_SPREAD:.0%} of their median) for "
+                  f"{', '.join(noisy)}: other jobs shared the cores; the per-repeat ratios are the fairer figures."]
+    for f in speed:
+        lines += [""] + _where_time_goes(f)
+    if memory:
+        lines += [""] + _memory_lines(memory)
+    lines.append("")
+    if self_sim is None:
+        lines.append("Self-similarity: not measured (skipped).")
+    elif "skipped" in self_sim:
+        lines.append(f"Self-similarity: {self_sim['skipped']}.")
+    else:
+        shape = " x ".join(str(d) for d in self_sim["shape"])
+        ok = self_sim["seconds"] < SELF_SIMILARITY_TARGET_S
+        lines.append(f"Self-similarity: `self_similarity_table(samples, filled)` on a float16 memmap [{shape}] "
+                     f"(layers, vocabulary, K, hidden; {self_sim['bytes'] / 2**30:.1f} GB of random normal values "
+                     "in a .npy file, every slot filled) with the page cache warm (the file was written just before "
+                     f"and then read once in full, at {self_sim['warm_read_gb_per_s']:.1f} GB/s; "
+                     f"{self_sim['memory_available'] / 2**30:.0f} GB RAM were available), {THREADS} cores: "
+                     f"**{self_sim['seconds']:.1f} s** for {self_sim['rows']:,} rows (target < "
+                     f"{SELF_SIMILARITY_TARGET_S:.0f} s: {_verdict(ok)}). Not measured: a cold page cache.")
+    lines.append("")
+    if gpu.get("measured"):
+        w = gpu["windows_per_s"]
+        lines.append(f"GPU ({gpu['gpu']}): `grover-base`, {gpu['window_tokens']}-token windows, bf16 autocast, "
+                     f"{gpu['windows']} windows, batch {gpu['batch_size']}: extraction **{w['extraction']:.1f} "
+                     f"windows/s** (bare pass {w['bare']:.1f}, extraction / bare {gpu['extraction_over_bare']:.1%}; "
+                     f"the streaming loop without one-off parts {gpu['streaming_windows_per_s']:.1f}). Projected time "
+                     f"for hg19 ({HG19_WINDOWS / 1e6:.1f} M windows of 510 tokens) = {HG19_WINDOWS:.1e} / "
+                     f"{w['extraction']:.1f} = **{gpu['hg19_hours']:.1f} h** ({gpu['hg19_hours_streaming']:.1f} h at "
+                     "the streaming loop's rate); a projection, not a whole-genome run.")
+    else:
+        lines.append(f"GPU: not measured ({gpu['reason']}). No windows/s for `grover-base` on a GPU and no projected "
+                     "time for hg19 are given.")
+    return "\n".join(lines) + "\n"
+
+
+def write_section(path: Path, section: str) -> None:
+    """Replace this benchmark's section of ``path`` (or append it), leaving every other section as it is."""
+    text = path.read_text() if path.is_file() else "# Benchmarks\n\nFigures measured by the scripts in `benchmarks/`.\n"
+    if f"\n{SECTION}\n" in f"\n{text}":
+        head, _, rest = f"\n{text}".partition(f"\n{SECTION}\n")
+        tail = rest[rest.find("\n## ") + 1:] if "\n## " in rest else ""
+        text = head[1:] + "\n" + section + ("\n" + tail if tail else "")
+    else:
+        text = text.rstrip() + "\n\n" + section
+    path.write_text(text)
+
+
+def _machine_state() -> dict:
+    cpu = ""
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo") as info:
+            cpu = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), "")
+    memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
+    return {"date": dt.date.today().isoformat(), "load": os.getloadavg()[0], "cpu": cpu or platform.processor(),
+            "memory_gb": memory}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", nargs="+", default=["grover-small", "grover-tiny"],
+                        choices=list(DEFAULT_WINDOWS), help="model presets (the first one also gets the memory test)")
+    parser.add_argument("--windows", type=int, nargs="+",
+                        help="windows per preset (default: 64 for grover-small, 512 for grover-tiny)")
+    parser.add_argument("--batch-size", type=int, nargs="+", help="batch per preset (default: 16 / 32)")
+    parser.add_argument("--repeats", type=int, default=3, help="repeats of each speed measurement; medians reported")
+    parser.add_argument("--memory-windows", type=int, help="N of the memory test (default: the first --windows)")
+    parser.add_argument("--memory-timeout-s", type=float, default=400.0, help="stop a memory run after this long")
+    parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--skip-self-similarity", action="store_true")
+    parser.add_argument("--gpu-windows", type=int, default=1024)
+    parser.add_argument("--gpu-batch-size", type=int, default=64)
+    parser.add_argument("--quick", action="store_true",
+                        help="small sizes (16 windows, 1 repeat, N = 8, self-similarity with K = 25), a smoke test; "
+                             "prints only, BENCHMARKS.md is left alone")
+    parser.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "grover_extract_bench"),
+                        help="where the demo genome, tokenizer and tokenized genome are built once")
+    parser.add_argument("--scratch", default=tempfile.gettempdir(),
+                        help="where extraction folders and the 6 GB self-similarity input go (deleted afterwards)")
+    parser.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
+    parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
+    parser.add_argument("--json", help="also write the raw figures here")
+    parser.add_argument("--child", choices=["extraction", "naive"], help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    cache, scratch = Path(args.cache), Path(args.scratch)
+    scratch.mkdir(parents=True, exist_ok=True)
+
+    if args.child:  # a memory run: one preset, one window count
+        result = child_main(args.child, args.preset[0], args.windows[0], args.batch_size[0], cache, scratch)
+        print("RESULT" + json.dumps(result), flush=True)
+        return result
+
+    command = " ".join(["python benchmarks/embedding_extraction.py", *(sys.argv[1:] if argv is None else argv)])
+    torch.set_num_threads(THREADS)
+    presets = args.preset
+    windows = args.windows or [16 if args.quick else DEFAULT_WINDOWS[p] for p in presets]
+    batches = args.batch_size or [DEFAULT_BATCH[p] for p in presets]
+    if len(windows) != len(presets) or len(batches) != len(presets):
+        parser.error("give one --windows and one --batch-size value per --preset (or none)")
+    repeats = 1 if args.quick else args.repeats
+    memory_windows = args.memory_windows or (8 if args.quick else windows[0])
+    shape = (13, 601, 25, 768) if args.quick else SELF_SIMILARITY_SHAPE
+
+    started, t0 = _machine_state(), time.perf_counter()
+    print(f"{command}\ntorch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores, "
+          f"load average {started['load']:.2f}", flush=True)
+    tokenizer, genome = load_data(cache)
+    log = functools.partial(print, flush=True)
+    results: dict = {"speed": []}
+    for preset, n, batch in zip(presets, windows, batches):
+        log(f"{preset}: {n} windows, batch {batch}")
+        results["speed"].append(measure_speed(preset, n, batch, tokenizer=tokenizer, genome=genome, repeats=repeats,
+                                              scratch=scratch, device=torch.device("cpu"), log=log))
+    results["memory"] = None if args.skip_memory else measure_memory(
+        presets[0], memory_windows, batches[0], cache=cache, scratch=scratch, naive=True,
+        timeout_s=args.memory_timeout_s, log=log)
+    log(f"self-similarity on [{', '.join(map(str, shape))}]")
+    results["self_similarity"] = None if args.skip_self_similarity else measure_self_similarity(scratch, shape, log)
+    if results["self_similarity"] and "seconds" in results["self_similarity"]:
+        log(f"  {results['self_similarity']['seconds']:.1f} s")
+    results["gpu"] = measure_gpu(tokenizer=tokenizer, genome=genome, scratch=scratch,
+                                 n_windows=64 if args.quick else args.gpu_windows, batch_size=args.gpu_batch_size,
+                                 repeats=repeats, log=log)
+    ended = _machine_state()
+    section = report(results["speed"], results["memory"], results["self_similarity"], results["gpu"],
+                     command=command, started=started, ended=ended)
+    print(f"\n{section}\n({time.perf_counter() - t0:.0f} s)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2, default=str))
+    if not args.no_write and not args.quick:
+        write_section(Path(args.out), section)
+    return results
+
+
+if __name__ == "__main__":
+    main()

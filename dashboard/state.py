@@ -1,0 +1,44 @@
+"""The view lives in the link: widget values mirrored to ``?param=value`` so a copied URL reopens them.
+
+A page calls ``from_link(key, param, parse=..., valid=...)`` before drawing a widget with that key:
+on the first run of a session the link's value (when valid) becomes the widget's value. After the
+widget, ``to_link(param, value)`` writes the current value back. app.py keeps ``?run=`` and
+``?present=``; every page adds its own parameters (layer, colour, token, ...).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import streamlit as st
+
+_SEEDED = "_link_seeded"  # session state: set of widget keys already seeded from the link
+
+
+def from_link(key: str, param: str, *, parse: Callable[[str], Any] = str,
+              valid: Callable[[Any], bool] = lambda value: True) -> None:
+    """Seed widget ``key`` from ``?param=`` once per session (ignored when missing or invalid)."""
+    seeded = st.session_state.setdefault(_SEEDED, set())
+    if key in seeded:
+        return
+    seeded.add(key)
+    raw = st.query_params.get(param)
+    if raw is None:
+        return
+    try:
+        value = parse(raw)
+    except (TypeError, ValueError):
+        return
+    if valid(value):
+        st.session_state[key] = value
+
+
+def to_link(param: str, value: Any) -> None:
+    """Write the current value into the link (removed when None or empty)."""
+    if value is None or value == "":
+        if param in st.query_params:
+            del st.query_params[param]
+        return
+    text = str(value)
+    if st.query_params.get(param) != text:
+        st.query_params[param] = text

@@ -1,0 +1,5 @@
+"""Placeholder while the page is written (issue 6)."""
+import streamlit as st
+
+st.title("inspector")
+st.info("This page is not built yet.")

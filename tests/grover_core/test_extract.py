@@ -1,0 +1,241 @@
+"""Genome-wide extraction into bounded summaries: exact sums, exact bottom-K samples, resume, shards."""
+import numpy as np
+import pytest
+import torch
+
+from grover_core.errors import GroverInputError
+from grover_core.extract import (EMPTY_KEY, Extraction, ExtractionConfig, ExtractionShard, bottom_k_update,
+                                 extract_embeddings, merge_bottom_k, merge_extractions, occurrence_priority)
+from grover_core.model import build_model, model_config
+from grover_core.pretrain import collate_windows
+
+from .test_model_and_pretrain import make_genome
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    rng = np.random.default_rng(3)
+    units = ["".join(rng.choice(list("ACGT"), size=29)) for _ in range(4)]
+    sequences = {f"chr{i}": "".join(units[j] for j in rng.integers(0, 4, size=120)) for i in (1, 2, 3)}
+    tokenizer, genome, _ = make_genome(tmp_path_factory.mktemp("extract"), sequences, cycles=25)
+    model = build_model(model_config("grover-test"), tokenizer, seed=2).eval()
+    return tokenizer, genome, model
+
+
+CONFIG = ExtractionConfig(window_tokens=40, max_windows=None, batch_size=5, reservoir_size=6, checkpoint_every=4)
+
+
+@pytest.fixture(scope="module")
+def extracted(setup, tmp_path_factory):
+    tokenizer, genome, model = setup
+    out = extract_embeddings(model, tokenizer, genome, tmp_path_factory.mktemp("x") / "emb", config=CONFIG)
+    return Extraction.open(out)
+
+
+def brute_bottom_k(tokens, keys, vocab, capacity):
+    expected = np.full((vocab, capacity), EMPTY_KEY, dtype=np.uint64)
+    for token in range(vocab):
+        mine = np.sort(keys[tokens == token])[:capacity]
+        expected[token, :mine.size] = mine
+    return expected
+
+
+@pytest.mark.parametrize("batch", [1, 7, 50, 1000])
+def test_bottom_k_keeps_the_k_smallest_in_any_batching_and_fills_a_prefix(batch):
+    rng = np.random.default_rng(batch)
+    vocab, capacity, n = 9, 5, 600
+    tokens = rng.integers(0, vocab - 1, size=n)  # the last token never occurs
+    keys = rng.permutation(np.arange(n, dtype=np.uint64) * 7919 % 100003)
+    held = np.full((vocab, capacity), EMPTY_KEY, dtype=np.uint64)
+    owner = np.full((vocab, capacity), -1)
+    for begin in range(0, n, batch):
+        accepted, rows, slots = bottom_k_update(held, tokens[begin:begin + batch], keys[begin:begin + batch])
+        assert np.array_equal(rows, tokens[begin:begin + batch][accepted])
+        assert len(set(zip(rows.tolist(), slots.tolist()))) == rows.size  # a slot is written once per batch
+        owner[rows, slots] = begin + accepted
+        # Prefix property: the filled slots of each token are 0..filled-1.
+        filled = (held != EMPTY_KEY).sum(axis=1)
+        assert all((held[t, :filled[t]] != EMPTY_KEY).all() for t in range(vocab))
+    assert np.array_equal(np.sort(held, axis=1), brute_bottom_k(tokens, keys, vocab, capacity))
+    # Every slot points at the occurrence whose key it holds.
+    valid = held != EMPTY_KEY
+    assert np.array_equal(keys[owner[valid]], held[valid])
+    assert (held[vocab - 1] == EMPTY_KEY).all()
+
+
+def test_merging_partial_samples_equals_one_sample():
+    rng = np.random.default_rng(0)
+    vocab, capacity = 6, 4
+    tokens = rng.integers(0, vocab, size=300)
+    keys = rng.choice(10**9, size=300, replace=False).astype(np.uint64)
+    parts = []
+    for part in range(3):
+        held = np.full((vocab, capacity), EMPTY_KEY, dtype=np.uint64)
+        bottom_k_update(held, tokens[part::3], keys[part::3])
+        parts.append((held, None))
+    merged, source, slot = merge_bottom_k(parts)
+    assert np.array_equal(merged, brute_bottom_k(tokens, keys, vocab, capacity))
+    valid = source >= 0
+    assert np.array_equal(np.stack([p[0] for p in parts])[source[valid], np.nonzero(valid)[0], slot[valid]],
+                          merged[valid])
+
+
+def test_priorities_depend_on_seed_chromosome_and_position_only():
+    starts = np.arange(0, 1000, 7)
+    a = occurrence_priority(0, starts, seed=1)
+    assert np.array_equal(a, occurrence_priority(0, starts.copy(), seed=1))
+    assert not np.array_equal(a, occurrence_priority(1, starts, seed=1))
+    assert not np.array_equal(a, occurrence_priority(0, starts, seed=2))
+    assert np.unique(a).size == a.size and (a < EMPTY_KEY).all()
+
+
+def test_token_means_and_counts_cover_every_token_once(setup, extracted):
+    tokenizer, genome, model = setup
+    means = extracted.token_means()
+    assert np.array_equal(means["count"], genome.token_counts())  # whole genome, every token once
+    windows = extracted.windows
+    assert windows.groupby("chromosome")["n_tokens"].sum().to_dict() == genome.tokens_per_chromosome
+    layers = model.config.num_hidden_layers + 1
+    sums = np.zeros((layers, len(tokenizer), model.config.hidden_size))
+    for window in windows.itertuples():
+        ids, hidden = _window_hidden(model, tokenizer, genome, window)
+        for layer in range(layers):
+            np.add.at(sums[layer], ids, hidden[layer])
+    expected = sums / np.maximum(means["count"], 1)[None, :, None]
+    for layer in range(layers):
+        assert np.allclose(means[f"layer_{layer}"], expected[layer], atol=1e-5)
+
+
+def _window_hidden(model, tokenizer, genome, window):
+    ids = np.asarray(genome.ids(window.chromosome)[window.first_token:window.first_token + window.n_tokens],
+                     dtype=np.int64)
+    with torch.no_grad():
+        out = model(**collate_windows([ids], tokenizer), output_hidden_states=True)
+    return ids, torch.stack(out.hidden_states)[:, 0, 1:-1].numpy()  # [layers, tokens, hidden]
+
+
+def test_samples_are_the_embeddings_of_the_occurrences_they_name(setup, extracted):
+    tokenizer, genome, model = setup
+    samples, filled = extracted.samples(), extracted.filled()
+    counts = extracted.token_means()["count"]
+    assert np.array_equal(filled, np.minimum(counts, CONFIG.reservoir_size))
+    positions = extracted.sample_positions()
+    assert len(positions) == filled.sum()
+    assert (positions["slot"] < filled[positions["token_id"]]).all()
+    windows = extracted.windows
+    checked = 0
+    for row in positions.sample(12, random_state=0).itertuples():
+        chromosome_windows = windows[windows["chromosome"] == row.chromosome]
+        window = chromosome_windows[chromosome_windows["start"] <= row.start].iloc[-1]
+        ids, hidden = _window_hidden(model, tokenizer, genome, window)
+        starts = np.asarray(genome.starts(row.chromosome)[window.first_token:window.first_token + window.n_tokens])
+        offset = int(np.flatnonzero(starts == row.start)[0])
+        assert ids[offset] == row.token_id
+        assert np.allclose(samples[:, row.token_id, row.slot].astype(np.float32), hidden[:, offset], atol=2e-2,
+                           rtol=1e-2)
+        checked += 1
+    assert checked == 12
+
+
+def test_window_summaries_equal_a_direct_computation(setup, extracted):
+    tokenizer, genome, model = setup
+    cls, mean, similarity = extracted.window_arrays()
+    windows = extracted.windows
+    assert len(windows) == cls.shape[0] == mean.shape[0] == similarity.shape[0]
+    assert (windows["end"] > windows["start"]).all()
+    for index in (0, len(windows) // 2, len(windows) - 1):
+        window = windows.iloc[index]
+        ids, hidden = _window_hidden(model, tokenizer, genome, window)
+        assert np.allclose(mean[index].astype(np.float32), hidden.mean(axis=1), atol=1e-2)
+        unit = hidden / np.linalg.norm(hidden, axis=-1, keepdims=True)
+        n = unit.shape[1]
+        pairwise = np.einsum("lih,ljh->lij", unit, unit)
+        expected = (pairwise.sum(axis=(1, 2)) - np.trace(pairwise, axis1=1, axis2=2)) / (n * (n - 1))
+        assert np.allclose(similarity[index], expected, atol=1e-4)
+    with torch.no_grad():
+        window = windows.iloc[0]
+        ids = np.asarray(genome.ids(window.chromosome)[window.first_token:window.first_token + window.n_tokens],
+                         dtype=np.int64)
+        out = model(**collate_windows([ids], tokenizer), output_hidden_states=True)
+    assert np.allclose(cls[0].astype(np.float32), torch.stack(out.hidden_states)[:, 0, 0].numpy(), atol=1e-2)
+
+
+def _same_extraction(a: Extraction, b: Extraction, *, atol=1e-6):
+    assert np.array_equal(a.sample_keys(), b.sample_keys())
+    assert a.sample_positions().equals(b.sample_positions())
+    assert np.array_equal(a.samples(), b.samples())
+    ma, mb = a.token_means(), b.token_means()
+    assert set(ma) == set(mb)
+    for key in ma:
+        assert np.allclose(ma[key], mb[key], atol=atol), key
+    for x, y in zip(a.window_arrays(), b.window_arrays()):
+        assert np.allclose(np.asarray(x, dtype=np.float32), np.asarray(y, dtype=np.float32), atol=1e-3,
+                           equal_nan=True)
+
+
+def test_a_killed_extraction_resumes_to_the_same_result(setup, extracted, tmp_path):
+    tokenizer, genome, model = setup
+    out = tmp_path / "emb"
+    extract_embeddings(model, tokenizer, genome, out, config=CONFIG, stop_after_windows=6)
+    with pytest.raises(GroverInputError, match="unfinished"):
+        Extraction.open(out)
+    assert (out / "checkpoint.npz").is_file()
+    extract_embeddings(model, tokenizer, genome, out, config=CONFIG, stop_after_windows=5)
+    extract_embeddings(model, tokenizer, genome, out, config=CONFIG)
+    resumed = Extraction.open(out)
+    assert not (out / "checkpoint.npz").exists()
+    assert resumed.info["windows_done"] == len(resumed.windows)
+    _same_extraction(resumed, extracted)
+
+
+def test_shards_merge_exactly_into_the_single_process_result(setup, extracted, tmp_path):
+    tokenizer, genome, model = setup
+    parts = [extract_embeddings(model, tokenizer, genome, tmp_path / f"shard{i}", config=CONFIG,
+                                shard=ExtractionShard(i, 3)) for i in range(3)]
+    merged = Extraction.open(merge_extractions(parts, tmp_path / "merged"))
+    _same_extraction(merged, extracted, atol=1e-5)
+    with pytest.raises(GroverInputError, match="shards 0..2"):
+        merge_extractions(parts[:2], tmp_path / "bad")
+
+
+def test_another_model_starts_over_instead_of_resuming(setup, tmp_path):
+    tokenizer, genome, model = setup
+    out = tmp_path / "emb"
+    extract_embeddings(model, tokenizer, genome, out, config=CONFIG, stop_after_windows=5)
+    other = build_model(model_config("grover-test"), tokenizer, seed=9).eval()
+    extract_embeddings(other, tokenizer, genome, out, config=CONFIG)
+    fresh = extract_embeddings(other, tokenizer, genome, tmp_path / "fresh", config=CONFIG)
+    _same_extraction(Extraction.open(out), Extraction.open(fresh))
+
+
+def test_unknown_chromosome_and_missing_folder_are_named(setup, tmp_path):
+    tokenizer, genome, model = setup
+    with pytest.raises(GroverInputError, match="chrX"):
+        extract_embeddings(model, tokenizer, genome, tmp_path / "e",
+                           config=ExtractionConfig(chromosomes=("chrX",), window_tokens=40))
+    with pytest.raises(GroverInputError, match="grover embed"):
+        Extraction.open(tmp_path / "nothing")
+
+
+def test_regions_from_a_bed_limit_the_windows_to_their_tokens(setup, tmp_path):
+    tokenizer, genome, model = setup
+    bed = tmp_path / "regions.bed"
+    bed.write_text("# two regions\nchr2\t100\t900\tfirst\nchr3\t0\t150\n")
+    config = ExtractionConfig(window_tokens=16, batch_size=4, reservoir_size=3, regions=str(bed))
+    extraction = Extraction.open(extract_embeddings(model, tokenizer, genome, tmp_path / "e", config=config))
+    windows = extraction.windows
+    assert set(windows["chromosome"]) == {"chr2", "chr3"} and (windows["n_tokens"] <= 16).all()
+    expected = 0
+    for chromosome, start, end in (("chr2", 100, 900), ("chr3", 0, 150)):
+        starts = np.asarray(genome.starts(chromosome))
+        expected += int(((starts >= start) & (starts < end)).sum())
+    assert windows["n_tokens"].sum() == expected == extraction.token_means()["count"].sum()
+    positions = extraction.sample_positions()
+    inside = ((positions.chromosome == "chr2") & positions.start.between(100, 899)) | \
+        ((positions.chromosome == "chr3") & positions.start.between(0, 149))
+    assert inside.all()
+    bad = tmp_path / "bad.bed"
+    bad.write_text("chr2\tten\t20\n")
+    with pytest.raises(GroverInputError, match="line 1"):
+        extract_embeddings(model, tokenizer, genome, tmp_path / "f",
+                           config=ExtractionConfig(window_tokens=16, regions=str(bad)))
