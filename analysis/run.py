@@ -147,6 +147,8 @@ def command_for(run_dir: str | os.PathLike, name: str) -> str:
         return f"grover analyze {run_dir} --only {_MADE_BY_ANALYSIS[name]}"
     if name == EMBEDDINGS_DIR or name.startswith(EMBEDDINGS_DIR + "/"):
         return f"grover embed {run_dir}"
+    if name == VOCABULARIES_DIR or name.startswith(VOCABULARIES_DIR + "/"):
+        return f"grover vocab compare --run {run_dir}"
     return f"grover demo --out {run_dir}"
 
 

@@ -1,6 +1,6 @@
 """Embedding extraction: speed against the naive way and a bare forward pass, memory, self-similarity, GPU.
 
-    python benchmarks/embedding_extraction.py                  # grover-small (64 windows) and grover-tiny (512)
+    python benchmarks/embedding_extraction.py                  # grover-small (64 windows) and grover-tiny (256)
     python benchmarks/embedding_extraction.py --preset grover-small --windows 64
     python benchmarks/embedding_extraction.py --quick          # a smoke test on small sizes; prints, writes nothing
 
@@ -30,7 +30,7 @@ on training. Every method runs on the same windows, the extractor's own list
    RssAnon (the process's own heap) and RssFile (file pages mapped, ``samples.npy`` among them).
    Target: peak at 10N <= 1.2x the peak at N.
 3. Self-similarity (``analysis.self_similarity.self_similarity_table``) on a float16 memmap
-   ``[13, 601, 500, 768]`` of random data (6 GB, written to ``--scratch``, deleted afterwards), every
+   ``[13, 601, 500, 768]`` of random normal values (6 GB, written to ``--scratch``, deleted afterwards), every
    slot filled, page cache warm. Target: under 60 s.
 4. GPU (only when ``torch.cuda.is_available()``): extraction windows/s for grover-base at 510 tokens
    (bf16 autocast, as ``extract_embeddings`` runs on a GPU) and the projected time for hg19
@@ -79,11 +79,12 @@ SELF_SIMILARITY_SHAPE = (13, 601, 500, 768)  # layers, vocabulary, K, hidden: gr
 HG19_WINDOWS = 1.4e6  # windows of 510 tokens in hg19, about
 THREADS = 2
 HIGH_SPREAD = 0.10  # (max - min) / median of a measurement's repeats above this: flagged as noisy
+POOL_VALUES = 64 * 2**20  # random normal values drawn for the self-similarity input (128 MB as float16)
 POLL_S = 0.005  # how often the parent reads a memory child's /proc/<pid>/status
-DEFAULT_WINDOWS = {"grover-small": 64, "grover-tiny": 512, "grover-test": 512, "grover-base": 16}
+DEFAULT_WINDOWS = {"grover-small": 64, "grover-tiny": 256, "grover-test": 512, "grover-base": 16}
 DEFAULT_BATCH = {"grover-small": 16, "grover-tiny": 32, "grover-test": 32, "grover-base": 8}
 # Parts of an extraction whose cost does not grow with the windows streamed (per call).
-ONE_OFF_PARTS = ("fingerprint_model", "window_table", "open/create .npy", "_create_window_arrays",
+ONE_OFF_PARTS = ("fingerprint_model", "window_table", "open/create .npy", "_create_window_arrays", "_finish",
                  "_sort_slots_by_key", "flush in _sort_slots_by_key", "flush in _finish", "_write_token_means",
                  "_save_npy", "other")
 
@@ -282,6 +283,7 @@ def measure_speed(preset: str, n_windows: int, batch_size: int, *, tokenizer, ge
 
     seconds: dict[str, list[float]] = {"extraction": [], "naive": [], "bare": []}
     methods = ["extraction", "naive", "bare"] if naive else ["extraction", "bare"]
+    loads = []
     for repeat in range(repeats):
         order = methods[repeat % len(methods):] + methods[:repeat % len(methods)]  # none always goes first
         for method in order:
@@ -293,9 +295,13 @@ def measure_speed(preset: str, n_windows: int, batch_size: int, *, tokenizer, ge
                 seconds[method].append(time.perf_counter() - started)
             else:
                 seconds[method].append(bare_pass(model, batches, device))
+        loads.append(os.getloadavg()[0])
         log(f"  {preset} repeat {repeat + 1}/{repeats}: " + ", ".join(
-            f"{m} {n_windows / seconds[m][-1]:.2f} windows/s" for m in methods) + f" (load {os.getloadavg()[0]:.2f})")
+            f"{m} {n_windows / seconds[m][-1]:.2f} windows/s" for m in methods) + f" (load {loads[-1]:.2f})")
+    # The breakdown call between two bare passes over the same batches: a ratio under the same load.
+    bare_around = [bare_pass(model, batches, device)]
     breakdown = extraction_breakdown(model, tokenizer, genome, config, scratch)
+    bare_around.append(bare_pass(model, batches, device))
     rate = {m: [n_windows / s for s in seconds[m]] for m in methods}
     figures = {
         "preset": preset, "device": str(device), "parameters": count_parameters(model),
@@ -305,7 +311,8 @@ def measure_speed(preset: str, n_windows: int, batch_size: int, *, tokenizer, ge
         "windows_per_s": {m: statistics.median(r) for m, r in rate.items()},
         "spread": {m: _spread(r) for m, r in rate.items()},
         "extraction_over_bare": statistics.median([e / b for e, b in zip(rate["extraction"], rate["bare"])]),
-        "repeats_windows_per_s": rate, "breakdown_s": breakdown,
+        "repeats_windows_per_s": rate, "repeats_load": loads, "breakdown_s": breakdown,
+        "breakdown_bare_s": bare_around,
     }
     if naive:
         figures["extraction_over_naive"] = statistics.median(
@@ -313,7 +320,8 @@ def measure_speed(preset: str, n_windows: int, batch_size: int, *, tokenizer, ge
     one_off = sum(v for k, v in breakdown.items() if k in ONE_OFF_PARTS)
     streaming = breakdown["total"] - one_off
     figures["streaming_windows_per_s"] = n_windows / streaming
-    figures["streaming_over_bare"] = figures["streaming_windows_per_s"] / figures["windows_per_s"]["bare"]
+    figures["streaming_over_bare"] = statistics.mean(bare_around) / streaming
+    figures["call_over_bare"] = statistics.mean(bare_around) / breakdown["total"]
     figures["one_off_s"] = one_off
     del model
     return figures
@@ -378,7 +386,7 @@ def run_memory_child(kind: str, preset: str, n_windows: int, batch_size: int, ca
             if time.perf_counter() - started > timeout_s:
                 proc.kill()
                 proc.wait()
-                return {"failed": f"did not finish within {timeout_s:.0f} s (stopped)"}
+                return {"failed": f"stopped: not finished after {timeout_s:.0f} s", "polled_peak_kb": dict(peaks)}
             time.sleep(POLL_S)
         out.seek(0)
         err.seek(0)
@@ -392,12 +400,19 @@ def run_memory_child(kind: str, preset: str, n_windows: int, batch_size: int, ca
 
 
 def measure_memory(preset: str, n_windows: int, batch_size: int, *, cache: Path, scratch: Path, naive: bool,
-                   timeout_s: float, log=print) -> dict:
-    """Peak memory of the extraction (and the naive way) for N and 10N windows, each in a fresh process."""
+                   timeout_s: float, rates: dict[str, float] | None = None, log=print) -> dict:
+    """Peak memory of the extraction (and the naive way) for N and 10N windows, each in a fresh process.
+
+    A run is stopped after ``timeout_s``; an extraction run only after three times what ``rates["extraction"]``
+    (windows/s measured before) predicts plus two minutes, when that is longer. A stopped naive run still
+    shows how far its memory had grown.
+    """
     results = {}
     for kind in ("extraction", "naive") if naive else ("extraction",):
         for count in (n_windows, 10 * n_windows):
-            result = run_memory_child(kind, preset, count, batch_size, cache, scratch, timeout_s)
+            rate = (rates or {}).get(kind) if kind == "extraction" else None
+            limit = max(timeout_s, 3 * count / rate + 120) if rate else timeout_s
+            result = run_memory_child(kind, preset, count, batch_size, cache, scratch, limit)
             results[f"{kind}_{count}"] = result
             if "failed" in result:
                 log(f"  memory, {kind}, {count} windows: {result['failed']}")
@@ -429,11 +444,15 @@ def measure_self_similarity(scratch: Path, shape: tuple[int, int, int, int], log
         started = time.perf_counter()
         samples = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=shape)
         rng = np.random.default_rng(0)
-        step = max(1, (32 * 2**20) // (k * hidden * 4))  # ~32 MB of float32 random numbers per chunk
+        # Chunks are slices at random offsets of a pool of random normal values (drawing 3 G values one by
+        # one would take minutes; the timing does not depend on the values).
+        pool = rng.standard_normal(POOL_VALUES, dtype=np.float32).astype(np.float16)
+        step = max(1, POOL_VALUES // 2 // (k * hidden))
         for layer in range(layers):
             for first in range(0, vocab, step):
                 count = min(step, vocab - first)
-                samples[layer, first:first + count] = rng.standard_normal((count, k, hidden), dtype=np.float32)
+                offset = int(rng.integers(0, POOL_VALUES - count * k * hidden + 1))
+                samples[layer, first:first + count] = pool[offset:offset + count * k * hidden].reshape(count, k, hidden)
         samples.flush()
         del samples
         figures["write_s"] = time.perf_counter() - started
@@ -463,7 +482,7 @@ def measure_self_similarity(scratch: Path, shape: tuple[int, int, int, int], log
 def measure_gpu(*, tokenizer, genome, scratch: Path, n_windows: int, batch_size: int, repeats: int, log=print) -> dict:
     """grover-base at 510 tokens on the GPU (bf16 autocast): extraction and bare windows/s; hg19 projection."""
     if not torch.cuda.is_available():
-        return {"measured": False, "reason": "no GPU on this machine (torch.cuda.is_available() is False)"}
+        return {"measured": False, "reason": "no GPU on this machine: torch.cuda.is_available() is False"}
     try:
         figures = measure_speed("grover-base", n_windows, batch_size, tokenizer=tokenizer, genome=genome,
                                 repeats=repeats, scratch=scratch, device=torch.device("cuda"), naive=False, log=log)
@@ -503,7 +522,9 @@ def _memory_lines(memory: dict) -> list[str]:
             if r is None:
                 continue
             if "failed" in r:
-                lines.append(f"| {kind} | {count} | {r['failed']} | | | | | | |")
+                polled = r.get("polled_peak_kb") or {}
+                lines.append(f"| {kind} | {count} | {r['failed']} | | | {_mb(polled.get('RssAnon'))} so far | "
+                             f"{_mb(polled.get('RssFile'))} so far | | |")
                 continue
             polled = r["polled_peak_kb"]
             size = "" if r["samples_file_mb"] is None else f"{r['samples_file_mb']:,.0f} (sparse)"
@@ -513,6 +534,13 @@ def _memory_lines(memory: dict) -> list[str]:
     lines.append("")
     for kind in ("extraction", "naive"):
         small, large = runs.get(f"{kind}_{n}"), runs.get(f"{kind}_{10 * n}")
+        if (kind == "naive" and small and large and "failed" not in small and "failed" in large
+                and large.get("polled_peak_kb", {}).get("RssAnon")):
+            anon = large["polled_peak_kb"]["RssAnon"] / max(small["polled_peak_kb"].get("RssAnon", 1), 1)
+            lines.append(f"- Naive way, for contrast: the {10 * n}-window run was {large['failed']}; its heap "
+                         f"(RssAnon) had already reached {anon:.2f}x the {n}-window run's peak; it keeps every hidden "
+                         "state, so it grows with the windows.")
+            continue
         if not small or not large or "failed" in small or "failed" in large:
             if kind == "extraction":
                 lines.append(f"- Extraction memory ratio: not measured (a run failed). Target <= {MEMORY_TARGET:g}x: "
@@ -524,6 +552,14 @@ def _memory_lines(memory: dict) -> list[str]:
             lines.append(f"- Extraction, peak RSS at {10 * n} windows / at {n}: **{rss:.2f}x** "
                          f"(target <= {MEMORY_TARGET:g}x: {_verdict(rss <= MEMORY_TARGET)}); peak RssAnon "
                          f"{anon:.2f}x ({_verdict(anon <= MEMORY_TARGET)} on the heap alone).")
+            for r in (small, large):
+                polled = r["polled_peak_kb"]
+                lines.append(f"  - {r['windows']} windows: of the {_mb(r['end_kb']['VmHWM'])} MB peak, mapped file "
+                             f"pages (RssFile) reached {_mb(polled.get('RssFile'))} MB (shared libraries about "
+                             f"{_mb(r['before_kb'].get('RssFile'))} MB before the call; the rest is `samples.npy`, "
+                             f"{r['samples_file_mb']:,.0f} MB, and the window arrays) and the heap (RssAnon) "
+                             f"{_mb(polled.get('RssAnon'))} MB ({_mb(r['before_kb'].get('RssAnon'))} MB before the "
+                             "call).")
         else:
             lines.append(f"- Naive way, for contrast: peak RSS at {10 * n} windows / at {n}: {rss:.2f}x "
                          f"(peak RssAnon {anon:.2f}x): it keeps every hidden state, so it grows with the windows.")
@@ -545,10 +581,15 @@ def _where_time_goes(f: dict) -> list[str]:
         lines.append(f"| {name} | {bd[name]:.3f} | {bd[name] / total:.1%} | "
                      f"{'yes' if name in ONE_OFF_PARTS else ''} |")
     lines.append(f"| **total** | {total:.3f} | 100% | |")
-    lines += ["", f"Without the one-off parts ({f['one_off_s']:.2f} s of this call), the streaming loop runs "
-              f"{f['streaming_windows_per_s']:.2f} windows/s = {f['streaming_over_bare']:.1%} of the bare pass's "
-              f"median ({_verdict(f['streaming_over_bare'] >= BARE_TARGET)} against {BARE_TARGET:.0%} for the loop "
-              "alone; one call, so read it as rough)."]
+    bare = statistics.mean(f["breakdown_bare_s"])
+    lines += ["", f"A bare pass over the same batches just before and just after this call took "
+              f"{' and '.join(f'{b:.2f}' for b in f['breakdown_bare_s'])} s; the model's forward inside the call took "
+              f"{bd.get('forward', 0):.2f} s, so the rest of the call ({total - bd.get('forward', 0):.2f} s) is the "
+              f"extractor's own work. This call ran at {f['call_over_bare']:.1%} of the bare pass's speed; without the "
+              f"one-off parts ({f['one_off_s']:.2f} s) the streaming loop ran {f['streaming_windows_per_s']:.2f} "
+              f"windows/s = {f['streaming_over_bare']:.1%} of the bare pass ({bare:.2f} s on average; "
+              f"{_verdict(f['streaming_over_bare'] >= BARE_TARGET)} against {BARE_TARGET:.0%} even for the loop alone; "
+              "one call, so read it as rough)."]
     return lines
 
 
@@ -595,6 +636,16 @@ def report(speed: list[dict], memory: dict | None, self_sim: dict | None, gpu: d
     if noisy:
         lines += ["", f"High variance (a method's repeats spread more than {HIGH_SPREAD:.0%} of their median) for "
                   f"{', '.join(noisy)}: other jobs shared the cores; the per-repeat ratios are the fairer figures."]
+    lines += ["", "Every repeat (windows/s; load average at its end):", "",
+              "| preset | repeat | load | extraction | naive | bare | extraction / naive | extraction / bare |",
+              "|---|---|---|---|---|---|---|---|"]
+    for f in speed:
+        r = f["repeats_windows_per_s"]
+        for i, (e, b) in enumerate(zip(r["extraction"], r["bare"])):
+            nv = r.get("naive", [None] * len(r["extraction"]))[i]
+            lines.append(f"| {f['preset']} | {i + 1} | {f['repeats_load'][i]:.1f} | {e:.2f} | "
+                         f"{'' if nv is None else f'{nv:.2f}'} | {b:.2f} | {'' if nv is None else f'{e / nv:.2f}x'} | "
+                         f"{e / b:.1%} |")
     for f in speed:
         lines += [""] + _where_time_goes(f)
     if memory:
@@ -608,9 +659,10 @@ def report(speed: list[dict], memory: dict | None, self_sim: dict | None, gpu: d
         shape = " x ".join(str(d) for d in self_sim["shape"])
         ok = self_sim["seconds"] < SELF_SIMILARITY_TARGET_S
         lines.append(f"Self-similarity: `self_similarity_table(samples, filled)` on a float16 memmap [{shape}] "
-                     f"(layers, vocabulary, K, hidden; {self_sim['bytes'] / 2**30:.1f} GB of random normal values "
-                     "in a .npy file, every slot filled) with the page cache warm (the file was written just before "
-                     f"and then read once in full, at {self_sim['warm_read_gb_per_s']:.1f} GB/s; "
+                     f"(layers, vocabulary, K, hidden; {self_sim['bytes'] / 2**30:.1f} GB of random normal values, "
+                     "slices at random offsets of a 128 MB pool, in a .npy file, every slot filled) with the page "
+                     "cache warm (the file was written just before and then read once in full, at "
+                     f"{self_sim['warm_read_gb_per_s']:.1f} GB/s; "
                      f"{self_sim['memory_available'] / 2**30:.0f} GB RAM were available), {THREADS} cores: "
                      f"**{self_sim['seconds']:.1f} s** for {self_sim['rows']:,} rows (target < "
                      f"{SELF_SIMILARITY_TARGET_S:.0f} s: {_verdict(ok)}). Not measured: a cold page cache.")
@@ -658,11 +710,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--preset", nargs="+", default=["grover-small", "grover-tiny"],
                         choices=list(DEFAULT_WINDOWS), help="model presets (the first one also gets the memory test)")
     parser.add_argument("--windows", type=int, nargs="+",
-                        help="windows per preset (default: 64 for grover-small, 512 for grover-tiny)")
+                        help="windows per preset (default: 64 for grover-small, 256 for grover-tiny)")
     parser.add_argument("--batch-size", type=int, nargs="+", help="batch per preset (default: 16 / 32)")
     parser.add_argument("--repeats", type=int, default=3, help="repeats of each speed measurement; medians reported")
-    parser.add_argument("--memory-windows", type=int, help="N of the memory test (default: the first --windows)")
-    parser.add_argument("--memory-timeout-s", type=float, default=400.0, help="stop a memory run after this long")
+    parser.add_argument("--memory-windows", type=int, default=32, help="N of the memory test (10N is run too)")
+    parser.add_argument("--memory-timeout-s", type=float, default=300.0,
+                        help="stop a memory run after this long (longer when the measured speed predicts it)")
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--skip-self-similarity", action="store_true")
     parser.add_argument("--gpu-windows", type=int, default=1024)
@@ -695,7 +748,7 @@ def main(argv: list[str] | None = None) -> dict:
     if len(windows) != len(presets) or len(batches) != len(presets):
         parser.error("give one --windows and one --batch-size value per --preset (or none)")
     repeats = 1 if args.quick else args.repeats
-    memory_windows = args.memory_windows or (8 if args.quick else windows[0])
+    memory_windows = 8 if args.quick else args.memory_windows
     shape = (13, 601, 25, 768) if args.quick else SELF_SIMILARITY_SHAPE
 
     started, t0 = _machine_state(), time.perf_counter()
@@ -710,7 +763,7 @@ def main(argv: list[str] | None = None) -> dict:
                                               scratch=scratch, device=torch.device("cpu"), log=log))
     results["memory"] = None if args.skip_memory else measure_memory(
         presets[0], memory_windows, batches[0], cache=cache, scratch=scratch, naive=True,
-        timeout_s=args.memory_timeout_s, log=log)
+        timeout_s=args.memory_timeout_s, rates=results["speed"][0]["windows_per_s"], log=log)
     log(f"self-similarity on [{', '.join(map(str, shape))}]")
     results["self_similarity"] = None if args.skip_self_similarity else measure_self_similarity(scratch, shape, log)
     if results["self_similarity"] and "seconds" in results["self_similarity"]:

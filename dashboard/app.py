@@ -26,7 +26,7 @@ PATH_KEY = "run_path"  # widget: run folder text box
 QUERY_PARAM = "run"  # ?run=<name in the runs folder, or a path>
 # Widget values of pages other than the one shown are dropped at the end of each run; re-assigning
 # them here (this file runs on every page) keeps the token map's choices while the user looks elsewhere.
-KEPT_ACROSS_PAGES = ("map_layer", "map_method", "map_colour", "map_motif", "map_export")  # views/token_map.py
+KEPT_ACROSS_PAGES = ("map_layer", "map_method", "map_colour", "map_motif")  # views/token_map.py
 
 
 def _label(path: Path, root: Path) -> str:

@@ -1,21 +1,29 @@
-"""Pure figure builders and table logic for the dashboard (no Streamlit here, so all of it is unit-tested).
+"""Pure figure builders and table logic of the Runs page and the token map.
 
-Views call these with tables the loaders return; nothing here reads files or computes embeddings.
+No Streamlit here, so all of it is unit-tested.
 
-Sections: token map (points, colour, motif highlight, figure, selection -> rows),
-PC-property table, and the text and tables of the run overview.
+Views call these with tables the loaders return; nothing here reads files or computes embeddings
+beyond small numpy on the token-mean matrix (nearest tokens of a selection).
+
+Sections: token map (points, colour options, motif highlight, figure), the map's selection
+(chart -> ids, the link, nearest tokens by cosine, CSV/FASTA), PC-property table, and the text
+and tables of the Runs page (runs found, analyses present, provenance).
 """
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+import plotly.colors
 import plotly.graph_objects as go
+
+from analysis import run
 
 # ---------------------------------------------------------------------------------------------
 # Token map
@@ -31,13 +39,24 @@ COLOUR_BY: dict[str, str] = {
 }
 # Fraction columns share one fixed range so colours compare across layers and runs.
 _FRACTION_COLUMNS = ("gc", "ag", "ac")
+# Cluster colours: option "cluster_<method>" reads token_clusters.parquet rows of that method.
+CLUSTER_COLOUR_PREFIX = "cluster_"
+CLUSTER_METHODS: dict[str, str] = {"kmeans": "k-means", "hierarchical": "hierarchical"}
+# Annotation shares: tokens.parquet columns "<annotation>.share_<label>" (see grover_lens.analyze).
+SHARE_MARKER = ".share_"
+SHARE_COLOURSCALE = "Cividis"
+SHARE_SCALE_QUANTILE = 0.99  # the share scale tops out here: a few rare tokens at share 1 would flatten the rest
 
-# Token properties shown on hover and in the selection table, in this order.
-HOVER_COLUMNS = ("token_id", "token", "length", "frequency", "gc", "ag")
+# Token properties carried by every point (customdata, numbers only so plotly sends them as binary
+# arrays), in this order; the token text travels in ``text``. The colour value, when it is not one
+# of these, is appended as the last column.
+HOVER_COLUMNS = ("token_id", "length", "frequency", "gc", "ag", "ac", "cpg")
 SELECTION_COLUMNS = ("token_id", "token", "length", "frequency", "gc", "ag", "ac", "cpg", "x", "y")
 
 MARKER_SIZE_RANGE = (4.0, 12.0)  # px, smallest and largest point; area grows with log frequency
 DIMMED_COLOUR = "rgba(150, 150, 150, 0.25)"  # tokens without the searched motif
+NO_VALUE_COLOUR = "rgba(60, 60, 60, 0.55)"  # tokens without a value for the colour (e.g. no cluster)
+SELECTED_RING = dict(color="black", width=1.5)  # the overlay that marks the selection on a redrawn map
 FIGURE_HEIGHT = 650  # px: tall enough to lasso comfortably on a laptop screen
 
 Renderer = Literal["webgl", "svg"]
@@ -73,10 +92,103 @@ def token_points(
         present = sorted({(int(l), str(m)) for l, m in zip(projections["layer"], projections["method"])})
         raise ValueError(
             f"No {method!r} projection at layer {layer}; the run has (layer, method) {present}. "
-            "Rebuild the run's projections with `grover demo --out <run>`."
+            f"Remake the projections with `grover analyze <run> --only token_projections`."
         )
     points = at[["token_id", "x", "y"]].merge(tokens, on="token_id", how="left", validate="one_to_one")
     return points.sort_values("token_id", kind="stable").reset_index(drop=True)
+
+
+def cluster_methods_in(token_clusters: pd.DataFrame | None) -> list[str]:
+    """Return the clustering methods of ``token_clusters.parquet`` (k-means, hierarchical, then others)."""
+    if token_clusters is None or token_clusters.empty:
+        return []
+    present = set(token_clusters["method"].astype(str))
+    return [m for m in CLUSTER_METHODS if m in present] + sorted(present - set(CLUSTER_METHODS))
+
+
+def with_clusters(points: pd.DataFrame, token_clusters: pd.DataFrame | None, *, layer: int) -> pd.DataFrame:
+    """Return ``points`` with one column ``cluster_<method>`` per clustering method at ``layer``.
+
+    Values are the cluster numbers (nullable integers: missing where a token has no cluster at
+    that layer). The input is not modified; without clusters it is returned unchanged (a copy).
+    """
+    out = points.copy()
+    if token_clusters is None or token_clusters.empty:
+        return out
+    at = token_clusters[token_clusters["layer"] == layer]
+    for method in cluster_methods_in(token_clusters):
+        labels = at[at["method"].astype(str) == method].drop_duplicates("token_id").set_index("token_id")["cluster"]
+        out[CLUSTER_COLOUR_PREFIX + method] = out["token_id"].map(labels).astype("Int64")
+    return out
+
+
+def is_cluster_colour(column: str) -> bool:
+    """True for a cluster colour option (``cluster_kmeans``...)."""
+    return column.startswith(CLUSTER_COLOUR_PREFIX)
+
+
+def is_share_column(column: str) -> bool:
+    """True for an annotation share column of tokens.parquet (``repeats.share_SINE/Alu_plus``)."""
+    return SHARE_MARKER in column
+
+
+def share_columns(columns: Iterable[str]) -> list[str]:
+    """Return the ``<annotation>.share_<label>`` columns, grouped by annotation (first-seen order)."""
+    shares = [c for c in columns if is_share_column(c)]
+    annotations = list(dict.fromkeys(c.split(SHARE_MARKER, 1)[0] for c in shares))
+    return [c for a in annotations for c in shares if c.split(SHARE_MARKER, 1)[0] == a]
+
+
+def _pretty_annotation(name: str) -> str:
+    text = name.replace("_", " ").strip()
+    return text[:1].upper() + text[1:]
+
+
+def _pretty_share_label(label: str) -> str:
+    if label == "any":
+        return "any label"
+    for suffix, strand in (("_plus", "+"), ("_minus", "−")):
+        if label.endswith(suffix):
+            return f"{label[: -len(suffix)]} ({strand} strand)"
+    return label
+
+
+def colour_label(column: str) -> str:
+    """Return what the select box shows for a colour option.
+
+    ``"gc"`` -> ``"GC content"``, ``"cluster_kmeans"`` -> ``"Cluster (k-means)"``,
+    ``"repeats.share_SINE/Alu_plus"`` -> ``"Repeats · share in SINE/Alu (+ strand)"``.
+    """
+    if column in COLOUR_BY:
+        return COLOUR_BY[column]
+    if is_cluster_colour(column):
+        method = column[len(CLUSTER_COLOUR_PREFIX):]
+        return f"Cluster ({CLUSTER_METHODS.get(method, method)})"
+    if is_share_column(column):
+        annotation, label = column.split(SHARE_MARKER, 1)
+        return f"{_pretty_annotation(annotation)} · share in {_pretty_share_label(label)}"
+    return column
+
+
+def _short_colour_title(column: str) -> str:
+    """Colour-bar / hover name of a colour option."""
+    if is_share_column(column):
+        return f"{_pretty_share_label(column.split(SHARE_MARKER, 1)[1])} share"
+    if is_cluster_colour(column):
+        return "cluster"
+    return {"frequency": "frequency", "length": "length (nt)"}.get(column, column.upper())
+
+
+def colour_options(columns: Iterable[str], cluster_methods: Sequence[str] = ()) -> list[str]:
+    """Return the token map's colour options for a run, in select-box order.
+
+    The token properties of ``COLOUR_BY`` present in ``columns``, then one cluster option per
+    clustering method, then every annotation share column grouped by annotation.
+    """
+    columns = list(columns)
+    return ([c for c in COLOUR_BY if c in columns]
+            + [CLUSTER_COLOUR_PREFIX + m for m in cluster_methods]
+            + share_columns(columns))
 
 
 def normalise_motif(motif: str | None) -> str:
@@ -115,19 +227,24 @@ class ColourScale:
 
 
 def colour_scale(points: pd.DataFrame, column: str) -> ColourScale:
-    """Return the colour mapping of ``column`` (a key of ``COLOUR_BY``) for these points.
+    """Return the continuous colour mapping of ``column`` for these points.
 
     Frequency is drawn on a log scale (``log10(frequency + 1)``, so unseen tokens stay finite) over
-    the range present, with the colour bar labelled in occurrences; GC/AG/AC use a diverging scale fixed to [0, 1] with 0.5
-    in the middle; length uses a sequential scale over the lengths present.
+    the range present, with the colour bar labelled in occurrences; GC/AG/AC use a diverging scale
+    fixed to [0, 1] with 0.5 in the middle; length uses a sequential scale over the lengths present;
+    an annotation share (``<annotation>.share_<label>``) a sequential scale from 0 to the
+    ``SHARE_SCALE_QUANTILE`` quantile of the shares present (shares are mostly small; larger ones
+    take the top colour; NaN values stay NaN: the figure greys them).
 
     Raises
     ------
     ValueError
-        For a column that is not a colour option (the message lists them).
+        For a column that is not a continuous colour option (clusters are categorical, see
+        ``category_colours``; the message lists the options).
     """
-    if column not in COLOUR_BY:
-        raise ValueError(f"Cannot colour by {column!r}; choose one of {sorted(COLOUR_BY)}.")
+    if column not in COLOUR_BY and not is_share_column(column):
+        raise ValueError(f"Cannot colour by {column!r} on a continuous scale; choose one of {sorted(COLOUR_BY)} "
+                         "or an annotation share column '<annotation>.share_<label>'.")
     raw = points[column].to_numpy(dtype=float)
     if column == "frequency":
         values = np.log10(np.clip(raw, 0, None) + 1)
@@ -148,8 +265,24 @@ def colour_scale(points: pd.DataFrame, column: str) -> ColourScale:
         )
     if column in _FRACTION_COLUMNS:
         return ColourScale(column, column.upper(), raw, "RdBu_r", 0.0, 1.0)
+    if is_share_column(column):
+        finite = raw[np.isfinite(raw)]
+        high = float(np.quantile(finite, SHARE_SCALE_QUANTILE)) if len(finite) else 1.0
+        return ColourScale(column, _short_colour_title(column), raw, SHARE_COLOURSCALE, 0.0, max(high, 1e-3))
     low, high = (float(raw.min()), float(raw.max())) if len(raw) else (0.0, 1.0)
     return ColourScale(column, "length (nt)", raw, "Plasma", low, high if high > low else low + 1)
+
+
+def category_colours(values: Iterable[Any]) -> dict[Any, str]:
+    """Return one distinct colour per category (sorted), from plotly's qualitative palettes.
+
+    Missing values (NaN / NA) get no colour: the figure draws them grey as "no value".
+    """
+    categories = sorted({v for v in values if not pd.isna(v)})
+    palette = plotly.colors.qualitative.Plotly if len(categories) <= 10 else plotly.colors.qualitative.Dark24
+    if len(categories) > 24:
+        palette = plotly.colors.qualitative.Alphabet + plotly.colors.qualitative.Dark24
+    return {c: palette[i % len(palette)] for i, c in enumerate(categories)}
 
 
 def marker_sizes(frequency: pd.Series | np.ndarray, size_range: tuple[float, float] = MARKER_SIZE_RANGE) -> np.ndarray:
@@ -161,17 +294,38 @@ def marker_sizes(frequency: pd.Series | np.ndarray, size_range: tuple[float, flo
     return small + (large - small) * (logf - logf.min()) / (logf.max() - logf.min())
 
 
-def _hover_data(points: pd.DataFrame) -> np.ndarray:
-    return points[list(HOVER_COLUMNS)].to_numpy(dtype=object)
+def hover_columns(colour_by: str) -> tuple[str, ...]:
+    """Return the columns each point carries as ``customdata`` (``HOVER_COLUMNS`` + the colour value)."""
+    return HOVER_COLUMNS if colour_by in HOVER_COLUMNS else (*HOVER_COLUMNS, colour_by)
 
 
-_HOVER_TEMPLATE = (
-    "<b>%{customdata[1]}</b><br>"
-    "id %{customdata[0]} · length %{customdata[2]} nt<br>"
-    "frequency %{customdata[3]:,}<br>"
-    "GC %{customdata[4]:.2f} · AG %{customdata[5]:.2f}"
-    "<extra></extra>"
-)
+def hover_data(points: pd.DataFrame, colour_by: str = "frequency") -> np.ndarray:
+    """Return the ``customdata`` matrix of the points: float64, one row per point, ``hover_columns`` order.
+
+    The token id comes first, which is how ``selected_token_ids`` maps a selection back to tokens.
+    Missing values are NaN.
+    """
+    return np.column_stack([
+        pd.to_numeric(points[c], errors="coerce").astype("float64").to_numpy(dtype=float, na_value=np.nan)
+        for c in hover_columns(colour_by)
+    ]) if len(points) else np.empty((0, len(hover_columns(colour_by))))
+
+
+def hover_template(colour_by: str = "frequency") -> str:
+    """Return the hover text: the token (``text``), its id, length, frequency, GC/AG/AC, CpG, the colour value."""
+    template = (
+        "<b>%{text}</b><br>"
+        "id %{customdata[0]} · length %{customdata[1]} nt<br>"
+        "frequency %{customdata[2]:,}<br>"
+        "GC %{customdata[3]:.2f} · AG %{customdata[4]:.2f} · AC %{customdata[5]:.2f} · CpG %{customdata[6]}"
+    )
+    if colour_by not in HOVER_COLUMNS:
+        last = len(HOVER_COLUMNS)
+        if is_cluster_colour(colour_by):
+            template += f"<br>{colour_label(colour_by).lower()}: %{{customdata[{last}]}}"
+        else:
+            template += f"<br>{_short_colour_title(colour_by)} %{{customdata[{last}]:.3f}}"
+    return template + "<extra></extra>"
 
 
 def token_map_figure(
@@ -182,72 +336,100 @@ def token_map_figure(
     method: str = "umap",
     title: str | None = None,
     renderer: Renderer = "webgl",
+    selected_ids: Sequence[int] = (),
 ) -> go.Figure:
     """Return the token embedding map: one marker per row of ``points`` (all of them).
 
     Parameters
     ----------
     points
-        ``token_points(...)`` output.
+        ``token_points(...)`` output (``with_clusters`` added for cluster colours).
     colour_by
-        A key of ``COLOUR_BY``.
+        A continuous option (``COLOUR_BY`` key or an annotation share column: one trace with a
+        colour bar) or a cluster option ``cluster_<method>`` (one trace and legend entry per cluster).
     motif
-        When not empty, tokens containing it are drawn in colour on top, the others dimmed grey
-        (two traces: ``"other tokens"`` then ``"contains <motif>"``); otherwise one trace.
+        When not empty, tokens containing it are drawn in colour on top and the others first in
+        dimmed grey (trace ``"other tokens"``); the coloured traces then hold only the matches.
     method
         Names the axes (``"umap"`` -> UMAP 1/2, ``"pca"`` -> PC1/PC2).
     renderer
         ``"webgl"`` (``Scattergl``: fast, exported images are raster) or ``"svg"`` (``Scatter``:
-        exported SVG is vector, slower with many thousands of points).
+        an exported SVG is vector, slower with many thousands of points).
+    selected_ids
+        Tokens to mark with a black ring, drawn as a last trace ``"selected (N)"`` (a selection
+        carried over from the link or another layer; absent when empty).
 
     Returns
     -------
     plotly.graph_objects.Figure
-        Every trace carries ``customdata`` rows of ``HOVER_COLUMNS`` (token id first), which is how
-        ``selected_token_ids`` maps a selection back to tokens.
+        Trace order: ``"other tokens"`` (motif given), ``"no value"`` (points whose colour value is
+        missing, when any), the coloured trace(s), ``"selected (N)"``. Each point of the first three
+        kinds appears exactly once. Every trace carries ``customdata`` rows of
+        ``hover_columns(colour_by)`` (token id first) and the token as ``text``.
     """
     trace_type = go.Scattergl if renderer == "webgl" else go.Scatter
-    scale = colour_scale(points, colour_by)
+    categorical = is_cluster_colour(colour_by)
     sizes = marker_sizes(points["frequency"])
-    customdata = _hover_data(points)
-    colorbar = dict(title=dict(text=scale.title), thickness=14)
-    if scale.tickvals is not None:
-        colorbar.update(tickvals=list(scale.tickvals), ticktext=list(scale.ticktext))
-    coloured_marker = dict(
-        color=scale.values, colorscale=scale.colorscale, cmin=scale.cmin, cmax=scale.cmax,
-        colorbar=colorbar, showscale=True, opacity=0.85, line=dict(width=0),
-    )
+    customdata = hover_data(points, colour_by)
+    text = points["token"].astype(str).to_numpy()
+    template = hover_template(colour_by)
+
+    def trace(mask: np.ndarray, name: str, marker: dict, **extra) -> go.Scatter:
+        return trace_type(
+            x=points["x"].to_numpy()[mask], y=points["y"].to_numpy()[mask], mode="markers", name=name,
+            customdata=customdata[mask], text=text[mask], hovertemplate=template,
+            marker=dict(size=sizes[mask], **marker), **extra,
+        )
 
     motif = normalise_motif(motif)
-    mask = motif_mask(points["token"], motif)
-    traces = []
-    if not motif:
-        traces.append(trace_type(
-            x=points["x"], y=points["y"], mode="markers", name="tokens", customdata=customdata,
-            hovertemplate=_HOVER_TEMPLATE, marker=dict(size=sizes, **coloured_marker),
-        ))
+    focus = motif_mask(points["token"], motif) if motif else np.ones(len(points), dtype=bool)
+    if categorical:
+        missing = points[colour_by].isna().to_numpy(dtype=bool)
     else:
-        other = ~mask
-        traces.append(trace_type(
-            x=points["x"][other], y=points["y"][other], mode="markers", name="other tokens",
-            customdata=customdata[other], hovertemplate=_HOVER_TEMPLATE,
-            marker=dict(size=sizes[other], color=DIMMED_COLOUR, line=dict(width=0)),
+        scale = colour_scale(points, colour_by)
+        missing = ~np.isfinite(scale.values)
+    outline = dict(width=1, color="black") if motif else dict(width=0)
+
+    traces = []
+    if motif:
+        traces.append(trace(~focus, "other tokens", dict(color=DIMMED_COLOUR, line=dict(width=0))))
+    if (focus & missing).any():
+        traces.append(trace(focus & missing, "no value", dict(color=NO_VALUE_COLOUR, line=dict(width=0))))
+    coloured = focus & ~missing
+    if categorical:
+        for category, colour in category_colours(points.loc[coloured, colour_by]).items():
+            in_category = points[colour_by].eq(category).fillna(False).to_numpy(dtype=bool)
+            traces.append(trace(coloured & in_category, f"cluster {category}",
+                                dict(color=colour, opacity=0.85, line=outline)))
+    else:
+        colorbar = dict(title=dict(text=scale.title), thickness=14)
+        if scale.tickvals is not None:
+            colorbar.update(tickvals=list(scale.tickvals), ticktext=list(scale.ticktext))
+        traces.append(trace(
+            coloured, f"contains {motif}" if motif else "tokens",
+            dict(color=scale.values[coloured], colorscale=scale.colorscale, cmin=scale.cmin, cmax=scale.cmax,
+                 colorbar=colorbar, showscale=True, opacity=0.85, line=outline),
         ))
-        highlighted = dict(coloured_marker, color=scale.values[mask], line=dict(width=1, color="black"))
-        traces.append(trace_type(
-            x=points["x"][mask], y=points["y"][mask], mode="markers", name=f"contains {motif}",
-            customdata=customdata[mask], hovertemplate=_HOVER_TEMPLATE,
-            marker=dict(size=sizes[mask], **highlighted),
-        ))
+    chosen = points["token_id"].isin(list(selected_ids)).to_numpy(dtype=bool)
+    if chosen.any():
+        ring = dict(symbol="circle-open", color=SELECTED_RING["color"], line=dict(width=SELECTED_RING["width"]))
+        traces.append(trace(chosen, f"selected ({int(chosen.sum()):,})", ring))
+        traces[-1].marker.size = sizes[chosen] + 4
 
     axis_names = ("PC1", "PC2") if method == "pca" else (f"{method.upper()} 1", f"{method.upper()} 2")
+    show_legend = len(traces) > 1 or categorical
+    if categorical:  # one entry per cluster: a column on the right, where no colour bar is
+        legend = dict(orientation="v", yanchor="top", y=1.0, xanchor="left", x=1.02, itemsizing="constant")
+    else:  # a few entries in one row between the title and the plot (the colour bar is on the right)
+        legend = dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0, itemsizing="constant")
+    top = (40 if title else 10) + (30 if show_legend and not categorical else 0)
     fig = go.Figure(traces)
     fig.update_layout(
-        title=dict(text=title) if title else None,
+        title=dict(text=title, y=1.0, yref="container", yanchor="top", pad=dict(t=12)) if title else None,
         height=FIGURE_HEIGHT,
-        margin=dict(l=10, r=10, t=50 if title else 10, b=10),
-        showlegend=bool(motif),
-        legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0),
+        margin=dict(l=10, r=10, t=top, b=10),
+        showlegend=show_legend,
+        legend=legend,
         dragmode="select",  # dragging box-selects; lasso, zoom and pan are in the modebar
         hovermode="closest",
         xaxis=dict(title=dict(text=axis_names[0]), showticklabels=method == "pca", zeroline=False),
@@ -256,9 +438,13 @@ def token_map_figure(
     return fig
 
 
-def n_points(fig: go.Figure) -> int:
-    """Return the number of markers a figure draws, summed over its traces."""
-    return sum(len(t.x) if t.x is not None else 0 for t in fig.data)
+def n_points(fig: go.Figure, *, exclude: Sequence[str] = ()) -> int:
+    """Return the number of markers a figure draws, summed over its traces.
+
+    Traces whose name starts with one of ``exclude`` (e.g. the ``"selected"`` overlay) are not counted.
+    """
+    return sum(len(t.x) if t.x is not None else 0 for t in fig.data
+               if not any(str(t.name or "").startswith(e) for e in exclude))
 
 
 def export_config(*, image_format: Literal["png", "svg"], filename: str, scale: int = 2) -> dict[str, Any]:
@@ -273,12 +459,22 @@ def export_config(*, image_format: Literal["png", "svg"], filename: str, scale: 
     }
 
 
+# ---------------------------------------------------------------------------------------------
+# The map's selection: chart -> ids, the link, nearest tokens, CSV / FASTA
+# ---------------------------------------------------------------------------------------------
+
+MAX_LINK_SELECTION = 2000  # ids kept in ?sel= (about 12 kB of link); larger selections say so
+NEIGHBOURS_K = 5  # nearest other tokens listed per selected token
+MAX_NEIGHBOUR_QUERIES = 100  # selected tokens whose neighbours are computed (the page says when it stops)
+
+
 def selected_token_ids(selection: Mapping[str, Any] | None) -> list[int]:
     """Return the token ids of a plotly selection, in selection order, without duplicates.
 
     ``selection`` is Streamlit's ``event.selection`` (or a plain dict) with ``points``: each point's
-    ``customdata`` starts with the token id (see ``token_map_figure``). Points without customdata
-    (not from the token map) are ignored.
+    ``customdata`` starts with the token id (see ``token_map_figure``). The browser sends a row of
+    binary customdata as an object keyed by position (``{"0": 12, "1": 4, ...}``); both forms are
+    read. Points without customdata (not from the token map) are ignored.
     """
     if not selection:
         return []
@@ -286,6 +482,8 @@ def selected_token_ids(selection: Mapping[str, Any] | None) -> list[int]:
     seen: set[int] = set()
     for point in selection.get("points") or ():
         data = point.get("customdata")
+        if isinstance(data, Mapping):  # a typed-array row, JSON-encoded by the browser
+            data = [data[key] for key in ("0", 0) if key in data][:1]
         if data is None or (isinstance(data, Sequence) and not isinstance(data, str) and len(data) == 0):
             continue
         first = data[0] if isinstance(data, Sequence) and not isinstance(data, str) else data
@@ -299,15 +497,163 @@ def selected_token_ids(selection: Mapping[str, Any] | None) -> list[int]:
     return ids
 
 
-def selected_tokens(points: pd.DataFrame, token_ids: Sequence[int]) -> pd.DataFrame:
-    """Return the rows of ``points`` for ``token_ids`` (in that order), columns ``SELECTION_COLUMNS``.
+def parse_id_list(text: str) -> list[int]:
+    """Parse ``?sel=`` (``"12,40, 7"``) into token ids, in order, without duplicates.
+
+    Raises
+    ------
+    ValueError
+        When an item is not an integer (the link is then ignored).
+    """
+    ids: list[int] = []
+    for item in str(text).split(","):
+        item = item.strip()
+        if item and int(item) not in ids:
+            ids.append(int(item))
+    return ids
+
+
+def format_id_list(ids: Sequence[int]) -> str:
+    """Return token ids as the link writes them: ``"12,40,7"``."""
+    return ",".join(str(int(i)) for i in ids)
+
+
+@dataclass(frozen=True)
+class MapSelection:
+    """The token map's selection across reruns (the page keeps one per run in session state).
+
+    A selection made on the chart lives in the chart; the chart is redrawn (a new chart, which
+    forgets it) whenever its figure changes. So the page holds the selection itself and draws it
+    on a new chart as a ring overlay, but leaves a chart the user is selecting on untouched.
+
+    Attributes
+    ----------
+    held
+        Token ids the page lists (selection table, nearest tokens, ``?sel=``).
+    drawn
+        Token ids the figure marks with the overlay (empty: no overlay).
+    chart
+        The chart's selection ids as they stood at the end of the last run.
+    view
+        What the figure was last drawn for (layer, method, colour, motif...).
+    """
+
+    held: tuple[int, ...] = ()
+    drawn: tuple[int, ...] = ()
+    chart: tuple[int, ...] = ()
+    view: tuple = ()
+
+    def before_drawing(self, *, chart_ids: Sequence[int] | None, view: tuple) -> MapSelection:
+        """Return the state for this run, given the chart's selection before it is drawn again.
+
+        ``chart_ids`` is None when there is no chart yet (first draw, or back from another page).
+        A change the chart reports becomes the held selection (an empty one clears it and the
+        overlay); a new chart (new view, or no chart) draws the held selection as the overlay.
+        """
+        held, drawn = self.held, self.drawn
+        if chart_ids is not None and tuple(chart_ids) != self.chart:
+            held = tuple(chart_ids)
+            if not held:
+                drawn = ()
+        if chart_ids is None or view != self.view:
+            drawn = held
+        return replace(self, held=held, drawn=drawn, view=view)
+
+    def after_drawing(self, chart_ids: Sequence[int] | None) -> MapSelection:
+        """Return the state with the chart's selection as it stands after drawing (``None``: none)."""
+        return replace(self, chart=tuple(chart_ids or ()))
+
+    def select(self, ids: Sequence[int]) -> MapSelection:
+        """Return the state holding ``ids`` chosen outside the chart (the link, a clear button): drawn as overlay."""
+        return replace(self, held=tuple(ids), drawn=tuple(ids))
+
+
+def selected_tokens(points: pd.DataFrame, token_ids: Sequence[int], *, extra: Sequence[str] = ()) -> pd.DataFrame:
+    """Return the rows of ``points`` for ``token_ids`` (in that order), columns ``SELECTION_COLUMNS`` + ``extra``.
 
     Ids not in ``points`` are dropped; the input is not modified.
     """
-    columns = [c for c in SELECTION_COLUMNS if c in points.columns]
+    wanted = [*SELECTION_COLUMNS, *(c for c in extra if c not in SELECTION_COLUMNS)]
+    columns = [c for c in wanted if c in points.columns]
     by_id = points.set_index("token_id", drop=False)
     keep = [i for i in token_ids if i in by_id.index]
     return by_id.loc[keep, columns].reset_index(drop=True)
+
+
+def nearest_tokens(
+    embeddings: np.ndarray, query_ids: Sequence[int], candidate_ids: Sequence[int], *, k: int = NEIGHBOURS_K,
+) -> pd.DataFrame:
+    """Return the ``k`` nearest other tokens by cosine similarity of each query token.
+
+    Parameters
+    ----------
+    embeddings
+        ``[vocab, hidden]`` token means of one layer (row = token id).
+    query_ids
+        Tokens whose neighbours are wanted (rows with a zero vector are left out).
+    candidate_ids
+        Tokens that may be neighbours (those on the map); a query is never its own neighbour.
+    k
+        Neighbours per query (fewer when there are fewer candidates).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``token_id``, ``rank`` (1 = nearest), ``neighbour_id``, ``cosine``: ``k`` rows per
+        query, queries in the given order, neighbours by decreasing cosine (equal cosines by id).
+    """
+    columns = ["token_id", "rank", "neighbour_id", "cosine"]
+    matrix = np.asarray(embeddings)
+    candidates = np.unique(np.asarray(list(candidate_ids), dtype=np.int64))  # sorted: ties go to the lower id
+    vectors = matrix[candidates].astype(np.float32, copy=False)
+    norms = np.linalg.norm(vectors, axis=1)
+    keep = norms > 0
+    candidates, vectors, norms = candidates[keep], vectors[keep], norms[keep]
+    queries = [int(q) for q in query_ids if 0 <= int(q) < len(matrix) and np.any(matrix[int(q)])]
+    if not queries or len(candidates) == 0:
+        empty = pd.DataFrame(columns=columns)
+        return empty.astype({"token_id": int, "rank": int, "neighbour_id": int, "cosine": float})
+    rows = []
+    chunk = max(1, 2**22 // len(candidates))  # at most ~16 MB of similarities at a time
+    for start in range(0, len(queries), chunk):
+        block = np.asarray(queries[start:start + chunk])
+        q = matrix[block].astype(np.float32)
+        q /= np.linalg.norm(q, axis=1, keepdims=True)
+        sims = (q @ vectors.T) / norms
+        sims[block[:, None] == candidates[None, :]] = -np.inf  # not its own neighbour
+        n_take = min(k, int(np.isfinite(sims).sum(axis=1).min()))
+        if n_take == 0:
+            continue
+        top = np.argpartition(-sims, n_take - 1, axis=1)[:, :n_take] if n_take < sims.shape[1] else \
+            np.tile(np.arange(sims.shape[1]), (len(block), 1))
+        for row, query in enumerate(block):
+            best = top[row][np.lexsort((candidates[top[row]], -sims[row, top[row]]))]  # cosine down, then id
+            rows += [(int(query), rank + 1, int(candidates[j]), float(sims[row, j])) for rank, j in enumerate(best)]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def neighbour_table(neighbours: pd.DataFrame, points: pd.DataFrame) -> pd.DataFrame:
+    """Return ``nearest_tokens`` output with the tokens' text.
+
+    Columns ``token_id``, ``token``, ``rank``, ``neighbour_id``, ``neighbour``, ``cosine``.
+    """
+    names = points.set_index("token_id")["token"]
+    out = neighbours.assign(token=neighbours["token_id"].map(names), neighbour=neighbours["neighbour_id"].map(names))
+    return out[["token_id", "token", "rank", "neighbour_id", "neighbour", "cosine"]]
+
+
+def selection_fasta(rows: pd.DataFrame) -> str:
+    """Return the selected tokens as FASTA: one record per token, its id, frequency and GC in the header.
+
+    ``>token_12 id=12 frequency=3400 gc=0.500`` then the token's nucleotides.
+    """
+    records = []
+    for row in rows.itertuples(index=False):
+        gc = getattr(row, "gc", float("nan"))
+        gc_text = "NA" if gc is None or pd.isna(gc) else f"{float(gc):.3f}"
+        token_id = int(row.token_id)
+        records.append(f">token_{token_id} id={token_id} frequency={int(row.frequency)} gc={gc_text}\n{row.token}\n")
+    return "".join(records)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -338,7 +684,7 @@ def pc_property_table(pc_correlations: pd.DataFrame, layer: int) -> pd.DataFrame
 
 
 # ---------------------------------------------------------------------------------------------
-# Run overview: numbers as text, provenance tables
+# Run details: numbers as text, provenance tables
 # ---------------------------------------------------------------------------------------------
 
 
@@ -444,3 +790,211 @@ def chromosome_table(genome: Mapping[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(
         {"chromosome": list(chromosomes), "length (nt)": [int(v) for v in chromosomes.values()]}
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Runs page: the runs found, their provenance, the analyses each holds
+# ---------------------------------------------------------------------------------------------
+
+# Analyses a run can hold, in the order `grover analyze` runs them, with the files each writes (the
+# first one always; the others when there is something to write). A mirror of
+# grover_lens.analyze.ANALYSES, which imports torch; tests/dashboard/test_figures.py keeps them equal.
+ANALYSIS_OUTPUTS: dict[str, tuple[str, ...]] = {
+    "tokens": (run.TOKENS,),
+    "token_projections": (run.TOKEN_PROJECTIONS, run.PC_CORRELATIONS),
+    "self_similarity": (run.SELF_SIMILARITY, run.SELF_SIMILARITY_BASELINE, run.SELF_SIMILARITY_GROUPS,
+                        run.INTRA_WINDOW_SIMILARITY),
+    "clusters": (run.TOKEN_CLUSTERS, run.CLUSTER_PROFILES, run.CLUSTER_ENRICHMENT),
+    "window_projections": (run.WINDOW_PROJECTIONS,),
+    "window_annotations": (run.WINDOW_ANNOTATIONS,),
+    "probes": (run.PROBE_SCORES,),
+}
+PRESENT = "present"
+
+
+def analyze_command(run_dir: str | Path, name: str) -> str:
+    """Return the command that makes analysis ``name`` of a run: ``grover analyze RUN --only NAME``."""
+    return f"grover analyze {run_dir} --only {name}"
+
+
+def manifest_problem(manifest: Any, run_dir: str | Path) -> str | None:
+    """Return why a run's manifest cannot be shown (not an object, another schema version), or None.
+
+    The text names the fix, as ``analysis.run.load_manifest`` does.
+    """
+    if not isinstance(manifest, Mapping):
+        return (f"{run.MANIFEST} is not a JSON object. Rebuild the run with `grover demo --out {run_dir}` "
+                "(or `grover build`).")
+    version = manifest.get("schema_version")
+    if version == run.SCHEMA_VERSION:
+        return None
+    if isinstance(version, int) and version > run.SCHEMA_VERSION:
+        return (f"schema version {version}, newer than this GROVER Lens reads ({run.SCHEMA_VERSION}): "
+                "upgrade GROVER Lens.")
+    return (f"schema version {version!r}; this GROVER Lens reads version {run.SCHEMA_VERSION}. "
+            f"Rebuild it with `grover demo --out {run_dir}` (or `grover build`).")
+
+
+def analysis_table(manifest: Mapping[str, Any], run_dir: str | Path, exists: Callable[[str], bool]) -> pd.DataFrame:
+    """Return one row per analysis: whether the run holds it, how it was made, and how to make it.
+
+    Parameters
+    ----------
+    manifest
+        The run's manifest; its ``analyses`` records say what ran (outputs, params, seconds, command)
+        or why it was skipped.
+    run_dir
+        Named in the commands.
+    exists
+        ``exists(file)`` is True when the run folder holds that artifact (the files on disk decide).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``analysis``; ``status``: ``"present"``, ``"present (not recorded in the manifest)"``,
+        ``"incomplete (missing a, b)"``, ``"skipped: <reason>"`` or ``"missing"``; ``seconds``
+        (float or NaN); ``command`` (the recorded one); ``produced_by``; ``params`` (compact JSON);
+        ``outputs`` (files); ``make`` (``grover analyze RUN --only NAME`` unless present, else "").
+        The registered analyses in ``ANALYSIS_OUTPUTS`` order, then any other recorded one.
+    """
+    records = manifest.get("analyses") or {}
+    names = [*ANALYSIS_OUTPUTS, *(n for n in records if n not in ANALYSIS_OUTPUTS)]
+    rows = []
+    for name in names:
+        record = records.get(name) or {}
+        recorded = bool(record) and "skipped" not in record
+        outputs = tuple(record.get("outputs") or ()) if recorded else ()
+        outputs = outputs or ANALYSIS_OUTPUTS.get(name, ())
+        if recorded:
+            absent = [f for f in outputs if not exists(f)]
+        else:  # judge by the files: the first output is always written
+            absent = [f for f in outputs[:1] if not exists(f)]
+        if recorded and not absent:
+            status = PRESENT
+        elif recorded:
+            status = f"incomplete (missing {', '.join(absent)})"
+        elif outputs and not absent:
+            status = f"{PRESENT} (not recorded in the manifest)"
+        elif "skipped" in record:
+            status = f"skipped: {record['skipped']}"
+        else:
+            status = "missing"
+        seconds = record.get("seconds")
+        rows.append({
+            "analysis": name,
+            "status": status,
+            "seconds": float(seconds) if isinstance(seconds, (int, float)) else float("nan"),
+            "command": str(record.get("command") or ""),
+            "produced_by": str(record.get("produced_by") or ""),
+            "params": _compact_json(record.get("params")),
+            "outputs": ", ".join(outputs),
+            "make": "" if status.startswith(PRESENT) else analyze_command(run_dir, name),
+        })
+    columns = ["analysis", "status", "seconds", "command", "produced_by", "params", "outputs", "make"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def annotation_names(manifest: Mapping[str, Any]) -> list[str]:
+    """Return the annotations a run names: the genome's annotation files, else the analysis config's."""
+    genome = manifest.get("genome") or {}
+    names = list((genome.get("annotations") or {}) if isinstance(genome, Mapping) else {})
+    if not names:
+        specs = (manifest.get("analysis_config") or {}).get("annotations") or []
+        names = [str(s.get("name")) for s in specs if isinstance(s, Mapping) and s.get("name")]
+    return names
+
+
+def _model_text(model: Mapping[str, Any]) -> str:
+    if not model:
+        return ""
+    shape = f"{model.get('num_layers', '?')} layers × {model.get('hidden_size', '?')}"
+    return f"{model['preset']} · {shape}" if model.get("preset") else shape
+
+
+def _vocabulary_text(vocabulary: Mapping[str, Any]) -> str:
+    if not vocabulary:
+        return ""
+    parts = [str(vocabulary.get("kind", "?")).upper()]
+    if vocabulary.get("cycles") is not None:
+        parts.append(f"{vocabulary['cycles']} cycles")
+    if vocabulary.get("k") is not None:
+        parts.append(f"k={vocabulary['k']}")
+    parts.append(f"{vocabulary.get('vocab_size', '?')} tokens")
+    return " · ".join(parts)
+
+
+def genome_size(genome: Mapping[str, Any]) -> int | None:
+    """Return the genome's length in nucleotides (sum of chromosome lengths, else ACGT + other), or None."""
+    chromosomes = genome.get("chromosomes") or {}
+    if chromosomes:
+        return int(sum(int(v) for v in chromosomes.values()))
+    parts = [genome.get("acgt_nucleotides"), genome.get("other_nucleotides")]
+    return int(sum(p for p in parts if p is not None)) if any(p is not None for p in parts) else None
+
+
+RUN_TABLE_COLUMNS = ["run", "problem", "created", "model", "vocabulary", "genome FASTA", "genome (nt)",
+                     "annotations", "held-out top-1", "baseline top-1", "analyses", *ANALYSIS_OUTPUTS,
+                     "to make missing analyses", "folder"]
+
+
+def run_row(name: str, run_dir: str | Path, manifest: Any, *, problem: str | None = None,
+            evaluation: Mapping[str, Any] | None = None, exists: Callable[[str], bool] = lambda f: False
+            ) -> dict[str, Any]:
+    """Return one row of the runs table (columns ``RUN_TABLE_COLUMNS``).
+
+    Parameters
+    ----------
+    name, run_dir
+        How the run is listed, and its folder.
+    manifest
+        The parsed manifest (any schema), or None when it could not be read.
+    problem
+        Why the run cannot be opened (read error); a manifest of another schema adds its own.
+    evaluation
+        Held-out metrics when the manifest holds none (``evaluation.json``).
+    exists
+        ``exists(file)``: the run folder holds that artifact.
+
+    Returns
+    -------
+    dict
+        ``problem`` is "" for a readable run of this schema; one boolean column per analysis
+        (present or not; None for a run with a problem); ``analyses`` counts them (``"5/7"``);
+        ``to make missing analyses`` joins their ``grover analyze RUN --only NAME`` commands.
+    """
+    row: dict[str, Any] = {c: None for c in RUN_TABLE_COLUMNS}
+    row.update({c: "" for c in ("created", "model", "vocabulary", "genome FASTA", "annotations")})
+    row.update(run=name, folder=str(run_dir))
+    problem = problem or (manifest_problem(manifest, run_dir) if manifest is not None else None)
+    row["problem"] = problem or ""
+    if not isinstance(manifest, Mapping):
+        row.update({a: None for a in ANALYSIS_OUTPUTS}, analyses="", **{"to make missing analyses": ""})
+        return row
+    section = lambda key: manifest.get(key) if isinstance(manifest.get(key), Mapping) else {}  # noqa: E731
+    genome = section("genome")
+    evaluation = section("evaluation") or evaluation or {}
+    row.update({
+        "created": str(manifest.get("created_utc") or ""),
+        "model": _model_text(section("model")),
+        "vocabulary": _vocabulary_text(section("vocabulary")),
+        "genome FASTA": str(genome.get("fasta") or ""),
+        "genome (nt)": genome_size(genome),
+        "annotations": ", ".join(annotation_names(manifest)),
+        "held-out top-1": evaluation.get("masked_top1_accuracy"),
+        "baseline top-1": evaluation.get("frequency_baseline_top1_accuracy"),
+    })
+    if problem:  # another schema: its files mean other things; the fix is in the problem column
+        row.update({a: None for a in ANALYSIS_OUTPUTS}, analyses="", **{"to make missing analyses": ""})
+        return row
+    analyses = analysis_table(manifest, run_dir, exists)
+    registered = analyses[analyses["analysis"].isin(list(ANALYSIS_OUTPUTS))]
+    present = registered["status"].str.startswith(PRESENT)
+    row.update(dict(zip(registered["analysis"], present)))
+    row["analyses"] = f"{int(present.sum())}/{len(registered)}"
+    row["to make missing analyses"] = "; ".join(registered.loc[~present, "make"])
+    return row
+
+
+def runs_table(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """Return the runs table from ``run_row`` rows (columns ``RUN_TABLE_COLUMNS``, the given order)."""
+    return pd.DataFrame(list(rows), columns=RUN_TABLE_COLUMNS)

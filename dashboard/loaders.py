@@ -158,3 +158,187 @@ def require_run() -> Path:
         )
         st.stop()
     return chosen
+
+
+# Read straight from the files (layouts documented in grover_core.extract and grover_core.tokenized_genome):
+# importing those modules pulls in torch and numba, ~10 s on a first page visit, for a few array rows.
+_SAMPLE_CHROMOSOME = "sample_chromosome.npy"  # [vocab, K] int32 index into extraction.json "chromosomes"; -1 unused
+_SAMPLE_START = "sample_start.npy"  # [vocab, K] int64 0-based start of each sampled occurrence
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _occurrence_contexts(run_dir: str, token_id: int, n: int, width: int, mtime_ns: tuple[int, int]) -> pd.DataFrame:
+    import json
+
+    import numpy as np
+
+    embeddings = Path(run_dir) / run.EMBEDDINGS_DIR
+    names = json.loads((embeddings / "extraction.json").read_text())["chromosomes"]
+    chromosome = np.load(embeddings / _SAMPLE_CHROMOSOME, mmap_mode="r")[token_id]
+    start = np.load(embeddings / _SAMPLE_START, mmap_mode="r")[token_id]
+    slots = np.flatnonzero(chromosome >= 0)[:n]  # slots are in sampling order: the first n are a uniform sample
+    tokenized = Path(run_dir) / run.TOKENIZED_DIR
+    arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # chromosome -> memory-mapped (ids, starts)
+    rows = []
+    for slot in slots:
+        name, position = names[int(chromosome[slot])], int(start[slot])
+        if name not in arrays:
+            arrays[name] = (np.load(tokenized / f"{name}.ids.npy", mmap_mode="r"),
+                            np.load(tokenized / f"{name}.starts.npy", mmap_mode="r"))
+        ids, starts = arrays[name]
+        at = int(np.searchsorted(starts, position))
+        found = at < len(starts) and int(starts[at]) == position and int(ids[at]) == token_id
+        low, high = max(0, at - width), min(len(ids), at + width + 1)
+        rows.append({"slot": int(slot), "chromosome": name, "start": position,
+                     "ids": [int(v) for v in ids[low:high]] if found else [],
+                     "starts": [int(v) for v in starts[low:high]] if found else [],
+                     "centre": at - low if found else -1})
+    return pd.DataFrame(rows, columns=["slot", "chromosome", "start", "ids", "starts", "centre"])
+
+
+def load_occurrence_contexts(run_dir: Path | str, token_id: int, n: int, *, width: int = 5) -> pd.DataFrame:
+    """Return the genomic context of the first ``n`` sampled occurrences of a token (cached; memmap reads only).
+
+    The occurrences are the extraction's sample slots of the token (the positions of
+    ``load_extraction(run_dir)[2]``), in sampling order: the first ``n`` are a uniform sample of its
+    occurrences. Each row: ``slot, chromosome, start`` (0-based), ``ids`` / ``starts`` (token ids and
+    starts of up to ``width`` tokens either side and the token itself, from the tokenized genome) and
+    ``centre`` (the occurrence's index in them; -1 with empty lists when the tokenized genome holds
+    no such token there). Raises ``RunNotFoundError`` naming the fix when a file is missing.
+    """
+    index = run.artifact_path(run_dir, f"{run.TOKENIZED_DIR}/index.json")
+    marker = run.artifact_path(run_dir, f"{run.EMBEDDINGS_DIR}/extraction.json")
+    return _occurrence_contexts(str(run_dir), int(token_id), int(n), int(width),
+                                (_mtime_ns(index), _mtime_ns(marker)))
+
+
+# --- Annotations page: the annotation files a run names, read once per file version ---
+
+@st.cache_data(show_spinner=False, max_entries=_CACHE_ENTRIES)
+def _annotation_file(path: str, mtime_ns: int, kind: str, label_column: int | None, strand: bool) -> pd.DataFrame:
+    from analysis.annotations import read_bed, read_signal
+
+    return read_signal(path) if kind == "signal" else read_bed(path, label_column=label_column, strand=strand)
+
+
+def load_annotation_file(path: Path | str, *, kind: str = "labels", label_column: int | None = 3,
+                         strand: bool = False) -> pd.DataFrame:
+    """Return an annotation file as intervals (cached on its path and modification time).
+
+    ``kind="labels"``: ``read_bed`` (``Chromosome, Start, End, Label[, Strand]``); ``"signal"``:
+    ``read_signal`` (``Chromosome, Start, End, Value``). Arguments as in the run's
+    ``manifest["analysis_config"]["annotations"]``. Raises ``GroverInputError`` naming the file and
+    the fix when it is missing or unreadable.
+    """
+    path = Path(path)
+    mtime_ns = _mtime_ns(path) if path.is_file() else -1  # a missing file: the reader raises, naming it
+    return _annotation_file(str(path), mtime_ns, kind, label_column, bool(strand))
+
+
+# --- Runs page: every run's manifest as written (any schema), read once per file version ---
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _manifest_json(run_dir: str, mtime_ns: int) -> Any:
+    import json
+
+    return json.loads((Path(run_dir) / run.MANIFEST).read_text())
+
+
+def load_manifest_json(run_dir: Path | str) -> Any:
+    """Return a run's ``manifest.json`` as parsed JSON, without the schema check of ``load_manifest`` (cached).
+
+    For listing runs of any schema. Raises ``RunNotFoundError`` when the file is missing, and
+    ``ValueError`` / ``OSError`` when it cannot be read or parsed.
+    """
+    path = Path(run_dir) / run.MANIFEST
+    if not path.is_file():
+        return run.load_manifest(run_dir)  # raises RunNotFoundError with the build command
+    return _manifest_json(str(run_dir), _mtime_ns(path))
+
+
+def _folder_mtime_ns(folder: Path) -> int:
+    """Newest modification time of the files directly in ``folder`` (a rewritten model reloads)."""
+    return max((p.stat().st_mtime_ns for p in folder.iterdir() if p.is_file()), default=_mtime_ns(folder))
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=2)
+def _model_and_tokenizer(model_dir: str, mtime_ns: int):
+    from grover_core.model import load_model_and_tokenizer as load
+
+    return load(Path(model_dir))
+
+
+def load_model_and_tokenizer(run_dir: Path | str):
+    """Return ``(model, tokenizer)`` of the run's ``model/`` folder, loaded once per process (cached resource).
+
+    The model is in eval mode and shared by every session: never train or modify it. Raises
+    ``RunNotFoundError`` naming the fix when the folder is missing, ``GroverInputError`` when it
+    cannot be loaded (the message says why).
+    """
+    folder = run.artifact_path(run_dir, run.MODEL_DIR)
+    return _model_and_tokenizer(str(folder), _folder_mtime_ns(folder))
+
+
+# --- Vocabularies page: other vocabularies of the run, their tokenizers, and a slice of the genome ---
+
+def vocabulary_path(name: str) -> str:
+    """Return the artifact name of vocabulary ``name``'s folder in a run (``vocabularies/<name>``)."""
+    return f"{run.VOCABULARIES_DIR}/{name}"
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _vocabulary(folder: str, mtime_ns: tuple[int, int]) -> tuple[pd.DataFrame, dict[str, Any]]:
+    from analysis.vocabulary import read_vocabulary_report
+
+    return read_vocabulary_report(folder)
+
+
+def load_vocabulary(run_dir: Path | str, name: str) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Return ``(vocabulary_tokens.parquet, vocabulary_summary.json)`` of vocabulary ``name`` (cached).
+
+    Raises ``RunNotFoundError`` naming the fix when a file is missing; a damaged file raises what its
+    reader raises (pyarrow or json errors).
+    """
+    from analysis.vocabulary import VOCABULARY_SUMMARY, VOCABULARY_TOKENS
+
+    folder = vocabulary_path(name)
+    tokens = run.artifact_path(run_dir, f"{folder}/{VOCABULARY_TOKENS}")
+    summary = run.artifact_path(run_dir, f"{folder}/{VOCABULARY_SUMMARY}")
+    return _vocabulary(str(Path(run_dir) / folder), (_mtime_ns(tokens), _mtime_ns(summary)))
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _tokenizer(folder: str, mtime_ns: int):
+    from grover_core.tokenizer import load_tokenizer
+
+    return load_tokenizer(folder)
+
+
+def load_vocabulary_tokenizer(run_dir: Path | str, name: str):
+    """Return the tokenizer of vocabulary ``name`` (cached resource, shared by sessions: never modify it).
+
+    Raises ``RunNotFoundError`` naming the fix when ``tokenizer.json`` is missing.
+    """
+    marker = run.artifact_path(run_dir, f"{vocabulary_path(name)}/tokenizer.json")
+    return _tokenizer(str(marker.parent), _mtime_ns(marker))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _genome_slice(fasta: str, mtime_ns: int, chromosome: str, start: int, end: int) -> str:
+    from grover_core.genome import iter_fasta
+
+    for _, letters in iter_fasta(fasta, chromosomes=[chromosome]):
+        return letters[start:end].decode("ascii", errors="replace").upper()
+    return ""
+
+
+def load_genome_slice(fasta: Path | str, chromosome: str, start: int, end: int) -> str:
+    """Return the upper-case letters ``[start, end)`` (0-based) of one chromosome of a FASTA/.2bit (cached).
+
+    Reads only that chromosome. Raises ``FileNotFoundError`` when the file is gone and
+    ``GroverInputError`` when it cannot be read or lacks the chromosome.
+    """
+    path = Path(fasta)
+    if not path.is_file():
+        raise FileNotFoundError(f"the genome {path} is not there any more")
+    return _genome_slice(str(path), _mtime_ns(path), str(chromosome), int(start), int(end))

@@ -1,7 +1,7 @@
 """The view lives in the link: widget values mirrored to ``?param=value`` so a copied URL reopens them.
 
 A page calls ``from_link(key, param, parse=..., valid=...)`` before drawing a widget with that key:
-on the first run of a session the link's value (when valid) becomes the widget's value. After the
+when the widget has no value yet, the link's value (when valid) becomes its value. After the
 widget, ``to_link(param, value)`` writes the current value back. app.py keeps ``?run=`` and
 ``?present=``; every page adds its own parameters (layer, colour, token, ...).
 """
@@ -12,16 +12,15 @@ from typing import Any
 
 import streamlit as st
 
-_SEEDED = "_link_seeded"  # session state: set of widget keys already seeded from the link
-
 
 def from_link(key: str, param: str, *, parse: Callable[[str], Any] = str,
               valid: Callable[[Any], bool] = lambda value: True) -> None:
-    """Seed widget ``key`` from ``?param=`` once per session (ignored when missing or invalid)."""
-    seeded = st.session_state.setdefault(_SEEDED, set())
-    if key in seeded:
+    """Seed widget ``key`` from ``?param=`` when the widget has no value yet (first visit of the page).
+
+    Ignored when the link lacks the parameter or its value does not parse or is not ``valid``.
+    """
+    if key in st.session_state:
         return
-    seeded.add(key)
     raw = st.query_params.get(param)
     if raw is None:
         return

@@ -414,11 +414,16 @@ def evaluate_masked_lm(model: BertForMaskedLM, tokenizer: PreTrainedTokenizerBas
     The baseline predicts tokens by their frequency in ``baseline_counts`` (the training chromosomes):
     top-1 is the commonest token, its perplexity that of the unigram distribution.
 
+    Two scorings: ``masked_*`` over every selected position (the MLM convention: 80% shown as
+    [MASK], 10% a random token, 10% unchanged, and the unchanged ones are easy), and ``mask_only_*``
+    over the positions the model saw as [MASK] only, the honest "predict a hidden token" number.
+
     Returns
     -------
     dict with ``masked_top1_accuracy``, ``masked_top{k}_accuracy``, ``perplexity``,
-    ``perplexity_per_nucleotide``, the same for the frequency baseline
-    (``frequency_baseline_*``), ``n_masked_tokens`` and ``windows``.
+    ``perplexity_per_nucleotide``, ``mask_only_top1_accuracy``, ``mask_only_top{k}_accuracy``,
+    ``mask_only_perplexity``, the same for the frequency baseline (``frequency_baseline_*``),
+    ``n_masked_tokens``, ``n_mask_only_tokens`` and ``windows``.
     """
     device = next(model.parameters()).device
     model.eval()
@@ -438,6 +443,7 @@ def evaluate_masked_lm(model: BertForMaskedLM, tokenizer: PreTrainedTokenizerBas
 
     n, hits1, hitsk, base1, basek = 0, 0, 0, 0, 0
     nll, base_nll, nucleotides = 0.0, 0.0, 0.0
+    hidden = {"n": 0, "hits1": 0, "hitsk": 0, "base1": 0, "basek": 0, "nll": 0.0, "base_nll": 0.0}
     remaining = windows
     while remaining > 0:
         take = min(batch_size, remaining)
@@ -461,6 +467,16 @@ def evaluate_masked_lm(model: BertForMaskedLM, tokenizer: PreTrainedTokenizerBas
         nll += float(-log_probs[torch.arange(target.numel()), target].sum())
         base_nll += float(-torch.log(unigram[target]).sum())
         nucleotides += float(lengths[target].sum())
+        shown_as_mask = input_ids[chosen] == tokenizer.mask_token_id
+        t = target[shown_as_mask]
+        hidden["n"] += t.numel()
+        hidden["hits1"] += int((top[shown_as_mask, 0] == t).sum())
+        hidden["hitsk"] += int((top[shown_as_mask] == t[:, None]).any(dim=1).sum())
+        hidden["base1"] += int((t == baseline_rank[0]).sum())
+        hidden["basek"] += int(torch.isin(t, baseline_rank).sum())
+        hidden["nll"] += float(-log_probs[shown_as_mask][torch.arange(t.numel()), t].sum())
+        hidden["base_nll"] += float(-torch.log(unigram[t]).sum())
+    m = max(hidden["n"], 1)
     return {
         "windows": windows,
         "window_tokens": window_tokens,
@@ -474,5 +490,12 @@ def evaluate_masked_lm(model: BertForMaskedLM, tokenizer: PreTrainedTokenizerBas
         f"frequency_baseline_top{top_k}_accuracy": basek / n,
         "frequency_baseline_perplexity": math.exp(base_nll / n),
         "frequency_baseline_perplexity_per_nucleotide": math.exp(base_nll / nucleotides),
+        "n_mask_only_tokens": hidden["n"],
+        "mask_only_top1_accuracy": hidden["hits1"] / m,
+        f"mask_only_top{top_k}_accuracy": hidden["hitsk"] / m,
+        "mask_only_perplexity": math.exp(hidden["nll"] / m),
+        "frequency_baseline_mask_only_top1_accuracy": hidden["base1"] / m,
+        f"frequency_baseline_mask_only_top{top_k}_accuracy": hidden["basek"] / m,
+        "frequency_baseline_mask_only_perplexity": math.exp(hidden["base_nll"] / m),
         "masking": asdict(masking),
     }

@@ -77,6 +77,7 @@ class AnalysisConfig:
     probe_kmer_k: int = 4
     probe_max_windows: int = 20000
     probe_min_class_count: int = 10
+    probe_classifier: str = "ridge"  # or "logistic" (slower; see analysis.probes.fit_predict_fold)
     seed: int = 0
     annotations: tuple[AnnotationSpec, ...] = ()
 
@@ -326,7 +327,8 @@ def probes(inputs: RunInputs) -> dict[str, pd.DataFrame]:
         labels = windows[spec.name].astype(str).to_numpy()
         parts.append(probe_layers(embeddings, labels, groups, baseline_features=baseline, annotation=spec.name,
                                   n_folds=config.probe_folds, seed=config.seed,
-                                  min_class_count=config.probe_min_class_count))
+                                  min_class_count=config.probe_min_class_count,
+                                  classifier=config.probe_classifier))
     if not parts:
         raise GroverInputError("probes need at least one annotation; give one with --annotation NAME=PATH.")
     return {run_format.PROBE_SCORES: pd.concat(parts, ignore_index=True)}

@@ -3,6 +3,8 @@
     grover demo-genome --out data/demo_genome      write the synthetic demo genome and annotations
     grover demo --out runs/demo                    build the built-in demo run (genome if missing)
     grover build genome.fa --out runs/mine         build a run from any FASTA or 2bit genome
+    grover build genome.fa --model M --out runs/m  analyse an existing model (ours, GROVER's) on a genome
+                                                   (--untrained: its architecture at random init, a baseline)
     grover vocab learn genome.fa --cycles 100 600 --out vocabularies/ [--tokenized]
                                                    learn BPE once, export each cycle count
     grover vocab kmer --k 4 5 6 [--overlapping] --out vocabularies/
@@ -16,6 +18,7 @@
                                                    vocabulary summary and per-token table
     grover vocab compare bpe100=V1 bpe600=V2 kmer6=V3 --fasta genome.fa --out cmp/
                                                    how vocabularies cut the same regions
+    grover vocab compare --run runs/demo           the run's vocabularies/ folder (Vocabularies page)
     grover embed runs/demo                         genome-wide extraction into runs/demo/embeddings
                                                    (resumable; torchrun splits windows across ranks)
     grover embed --model M --tokenized T --out E   the same for any model folder and tokenized genome
@@ -67,7 +70,16 @@ def _cmd_build(args) -> None:
     config = RunConfig.tiny() if args.tiny else RunConfig()
     if args.cycles is not None:
         config = dataclasses.replace(config, bpe=dataclasses.replace(config.bpe, cycles=args.cycles))
-    out = build_run(args.fasta, args.out, config=config, progress=not args.quiet)
+    annotations = tuple(_parse_annotation(a) for a in args.annotation or ())
+    if args.model is not None:
+        from grover_lens.pipeline import build_run_from_model
+
+        out = build_run_from_model(args.model, args.fasta, args.out, config=config, annotations=annotations,
+                                   untrained=args.untrained, progress=not args.quiet)
+    else:
+        if args.untrained:
+            raise GroverInputError("--untrained re-initialises a given model: use it with --model.")
+        out = build_run(args.fasta, args.out, config=config, annotations=annotations, progress=not args.quiet)
     print(f"run written to {out}")
 
 
@@ -376,6 +388,11 @@ def _cmd_vocab_compare(args) -> None:
     from analysis.segmentation import compare_vocabulary_folders
     from grover_core.atomic import atomic_path
 
+    if args.run_dir is not None:
+        _vocabularies_of_run(args)
+        return
+    if args.fasta is None:
+        raise GroverInputError("give --fasta (the genome the regions are drawn from), or --run RUN.")
     folders = {}
     for item in args.vocabularies:
         name, sep, path = item.partition("=")
@@ -404,6 +421,29 @@ def _cmd_vocab_compare(args) -> None:
             with atomic_path(out / f"{name}.parquet") as tmp:
                 table.to_parquet(tmp, index=False)
         print(f"written: {', '.join(f'{name}.parquet' for name in tables)} in {out}")
+
+
+def _vocabularies_of_run(args) -> None:
+    """(Re)write a run's vocabularies/ folder: other BPE cycle counts and k-mers of its genome, compared."""
+    import analysis.run as run_format
+    from grover_lens.pipeline import RunConfig, compare_vocabularies_stage
+
+    manifest = run_format.load_manifest(args.run_dir)
+    fasta = manifest["genome"]["fasta"]
+    _require_file(fasta)
+    config = RunConfig()
+    config = dataclasses.replace(config, compare_cycles=tuple(args.cycles or config.compare_cycles),
+                                 compare_kmers=tuple(args.kmers or config.compare_kmers),
+                                 compare_regions=args.regions, seed=args.seed)
+    cycles = (manifest.get("vocabulary") or {}).get("cycles")
+    if not isinstance(cycles, int):
+        raise GroverInputError(f"{args.run_dir} was not built with a BPE vocabulary of ours; compare tokenizer "
+                               "folders with `grover vocab compare NAME=FOLDER ... --fasta GENOME` instead.")
+    run_dir = Path(args.run_dir)
+    names = compare_vocabularies_stage(fasta, run_dir / run_format.VOCABULARIES_DIR,
+                                       run_tokenizer=run_dir / run_format.TOKENIZER_DIR, run_cycles=cycles,
+                                       config=config, progress=True)
+    print(f"vocabularies {', '.join(names)} -> {run_dir / run_format.VOCABULARIES_DIR}")
 
 
 def _require_file(path: str) -> None:
@@ -438,10 +478,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(run=_cmd_demo)
 
-    p = sub.add_parser("build", help="build a run from a FASTA genome")
+    p = sub.add_parser("build", help="build a run from a FASTA genome (learn, pretrain, analyse; or analyse --model)")
     p.add_argument("fasta")
     p.add_argument("--out", required=True)
     p.add_argument("--cycles", type=int, default=None, help="BPE cycles (default 600)")
+    p.add_argument("--model", default=None,
+                   help="an existing model folder (ours, a checkpoint, the published GROVER's): tokenize the genome "
+                   "with its tokenizer and analyse it instead of learning and pretraining")
+    p.add_argument("--untrained", action="store_true",
+                   help="with --model: the same architecture and vocabulary at random initialisation (a baseline)")
+    p.add_argument("--annotation", action="append", default=None, metavar="NAME=PATH[,column=N][,stranded]",
+                   help="annotation files for the analyses (BED labels; bedGraph/bigWig signals)")
     p.add_argument("--tiny", action="store_true", help="seconds-scale settings")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(run=_cmd_build)
@@ -509,8 +556,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_cmd_vocab_report)
 
     p = vocab.add_parser("compare", help="how several vocabularies cut the same genome regions")
-    p.add_argument("vocabularies", nargs="+", metavar="NAME=FOLDER", help="tokenizer folders (BPE, k-mer, GROVER's)")
-    p.add_argument("--fasta", required=True, help="genome the regions are drawn from")
+    p.add_argument("vocabularies", nargs="*", metavar="NAME=FOLDER", help="tokenizer folders (BPE, k-mer, GROVER's)")
+    p.add_argument("--fasta", default=None, help="genome the regions are drawn from")
+    p.add_argument("--run", dest="run_dir", default=None,
+                   help="instead: (re)write RUN/vocabularies (other cycle counts and k-mers of the run's genome)")
+    p.add_argument("--cycles", type=int, nargs="+", default=None, help="with --run: BPE cycle counts")
+    p.add_argument("--kmers", type=int, nargs="+", default=None, help="with --run: k of the k-mer vocabularies")
     p.add_argument("--regions", type=int, default=100)
     p.add_argument("--length", type=int, default=1000, help="nucleotides per region")
     p.add_argument("--seed", type=int, default=0)

@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from safetensors.numpy import save_file
 
 import analysis.run as run_format
 from grover_lens.analyze import AnalysisConfig, AnnotationSpec, demo_annotations, run_analyses
@@ -30,7 +29,7 @@ from grover_core.genome import GenomeStats, iter_segments
 from grover_core.model import build_model, count_parameters, model_config
 from grover_core.pretrain import PretrainConfig, evaluate_masked_lm, pretrain, split_chromosomes
 from grover_core.tokenized_genome import TokenizedGenome, write_tokenized_chromosomes
-from grover_core.tokenizer import SPECIAL_TOKENS, build_bpe_tokenizer, save_tokenizer, special_token_mask, token_strings
+from grover_core.tokenizer import SPECIAL_TOKENS, build_bpe_tokenizer, save_tokenizer
 
 
 @dataclass(frozen=True)
@@ -221,6 +220,110 @@ def build_run(fasta: str | Path, out_dir: str | Path, *, config: RunConfig = Run
                       "max_window_tokens": shape.max_window_tokens},
             "training": {"steps": result.steps, "tokens_seen": result.tokens_seen,
                          "seconds": round(result.seconds, 1), "final_loss": result.final_loss,
+                         "train_chromosomes": train_chromosomes, "held_out_chromosomes": held_out},
+            "evaluation": {k: v for k, v in evaluation.items() if isinstance(v, (int, float))},
+            "artifacts": artifacts,
+            "analyses": analyses,
+            "analysis_config": _jsonable(analysis_config),
+            "stages": {stage: {"seconds": seconds} for stage, seconds in stages.seconds.items()},
+            "config": _jsonable(config),
+        }
+        (tmp / run_format.MANIFEST).write_text(json.dumps(_jsonable(manifest), indent=2))
+    return out_dir
+
+
+def build_run_from_model(model_path: str | Path, fasta: str | Path, out_dir: str | Path, *,
+                         config: RunConfig = RunConfig(), annotations: tuple[AnnotationSpec, ...] = (),
+                         untrained: bool = False, name: str | None = None, progress: bool = True) -> Path:
+    """Build a run for an existing model (ours, a checkpoint, or the published GROVER from a local folder).
+
+    Stages: tokenize the genome with the model's own tokenizer, evaluate on the held-out
+    chromosomes, extract embeddings, run the analyses. With ``untrained=True`` the model's
+    architecture is re-initialised at random (same vocabulary and shape): the baseline that shows
+    what pretraining added, side by side on the Compare models page.
+    """
+    from transformers.utils import logging as transformers_logging
+
+    from grover_core.model import load_model_and_tokenizer, model_config_from_bert
+    from grover_core.tokenize_genome import tokenize_genome
+
+    transformers_logging.disable_progress_bar()
+    out_dir = Path(out_dir)
+    stages = _Stages(["tokenize", "evaluation", "embeddings", "analysis"], progress)
+    model, tokenizer = load_model_and_tokenizer(model_path)
+    if untrained:
+        model = build_model(model_config_from_bert(model.config), tokenizer, seed=config.seed)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = model.to(device).eval()
+    artifacts: dict[str, dict] = {}
+    with atomic_path(out_dir, is_dir=True) as tmp:
+        stages.start("tokenize")
+        tokenizer.save_pretrained(str(tmp / run_format.TOKENIZER_DIR))
+        stats = GenomeStats()
+        for _ in iter_segments(fasta, stats=stats):  # genome statistics for the manifest (one streaming pass)
+            pass
+        tokenize_genome(fasta, tmp / run_format.TOKENIZER_DIR, tmp / run_format.TOKENIZED_DIR, progress=progress)
+        genome = TokenizedGenome.open(tmp / run_format.TOKENIZED_DIR)
+        model.save_pretrained(str(tmp / run_format.MODEL_DIR), safe_serialization=True)
+        tokenizer.save_pretrained(str(tmp / run_format.MODEL_DIR))
+        source = {"source_model": str(model_path), "untrained": untrained}
+        artifacts["tokenizer"] = {"path": run_format.TOKENIZER_DIR, "produced_by": "the model's tokenizer",
+                                  "params": source, "description": "the model's tokenizer, as saved by transformers"}
+        artifacts["tokenized_genome"] = {"path": run_format.TOKENIZED_DIR,
+                                         "produced_by": "grover_core.tokenize_genome.tokenize_genome",
+                                         "params": {}, "description": "token ids and starts per chromosome (.npy)"}
+        artifacts["model"] = {"path": run_format.MODEL_DIR, "produced_by": "grover_lens.pipeline.build_run_from_model",
+                              "params": source, "description": "BertForMaskedLM folder"
+                              + (" (random initialisation of the source's architecture)" if untrained else "")}
+        stages.done()
+
+        stages.start("evaluation")
+        train_chromosomes, held_out = split_chromosomes(genome, config.pretrain.held_out_chromosomes)
+        window_tokens = min(config.pretrain.max_window_tokens, model.config.max_position_embeddings - 2)
+        evaluation = evaluate_masked_lm(
+            model, tokenizer, genome, chromosomes=held_out,
+            baseline_counts=genome.token_counts(chromosomes=train_chromosomes),
+            windows=config.evaluation_windows, window_tokens=window_tokens,
+            masking=config.pretrain.masking, seed=config.seed + 1)
+        (tmp / run_format.EVALUATION).write_text(json.dumps(evaluation, indent=2))
+        artifacts["evaluation"] = {"path": run_format.EVALUATION,
+                                   "produced_by": "grover_core.pretrain.evaluate_masked_lm",
+                                   "params": {"windows": config.evaluation_windows, "chromosomes": held_out},
+                                   "description": "held-out masked-token accuracy and perplexity vs frequency baseline"}
+        stages.done()
+
+        stages.start("embeddings")
+        extract_embeddings(model, tokenizer, genome, tmp / run_format.EMBEDDINGS_DIR, config=config.embeddings,
+                           progress=progress)
+        artifacts["embeddings"] = {"path": run_format.EMBEDDINGS_DIR,
+                                   "produced_by": "grover_core.extract.extract_embeddings",
+                                   "params": asdict(config.embeddings),
+                                   "description": "token means, sampled occurrences per token, window embeddings"}
+        stages.done()
+
+        stages.start("analysis")
+        analysis_config = dataclasses.replace(config.analysis, annotations=tuple(annotations), seed=config.seed)
+        analyses = run_analyses(tmp, config=analysis_config, progress=progress)
+        stages.done()
+        tokens = pd.read_parquet(tmp / run_format.TOKENS)
+        special = tokens["is_special"].to_numpy()
+        bert = model.config
+        manifest = {
+            "schema_version": run_format.SCHEMA_VERSION,
+            "name": name or out_dir.name,
+            "created_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "producer": "grover_lens.pipeline.build_run_from_model",
+            "versions": _versions(),
+            "genome": {"fasta": str(fasta), **stats.as_dict(),
+                       "annotations": {spec.name: spec.path for spec in annotations}},
+            "vocabulary": {"kind": "from model", "vocab_size": len(tokenizer),
+                           "mean_token_length": float(np.average(tokens["length"][~special],
+                                                                 weights=tokens["frequency"][~special]))},
+            "model": {"architecture": "BertForMaskedLM", "preset": "untrained" if untrained else "loaded",
+                      "source": str(model_path), "num_layers": bert.num_hidden_layers, "hidden_size": bert.hidden_size,
+                      "num_attention_heads": bert.num_attention_heads, "n_parameters": count_parameters(model),
+                      "max_window_tokens": bert.max_position_embeddings - 2},
+            "training": {"steps": 0 if untrained else None, "source_model": str(model_path), "untrained": untrained,
                          "train_chromosomes": train_chromosomes, "held_out_chromosomes": held_out},
             "evaluation": {k: v for k, v in evaluation.items() if isinstance(v, (int, float))},
             "artifacts": artifacts,

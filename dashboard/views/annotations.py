@@ -1,5 +1,319 @@
-"""Placeholder while the page is written (issue 6)."""
+"""Chromatin and annotations: window maps coloured by annotation, label composition per token cluster,
+probe scores per layer beside the k-mer baseline, and a region view of tokens under annotation tracks.
+
+Reads ``window_projections``, ``window_annotations``, ``tokens``, ``token_clusters``, ``probe_scores``,
+the tokenized genome and the annotation files the manifest names; computes nothing but joins, means
+over at most the vocabulary, and the slice of one genome interval. Each section says what it lacks
+(and the command that makes it) without hiding the others.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
 import streamlit as st
 
-st.title("annotations")
-st.info("This page is not built yet.")
+from analysis import run
+from dashboard import exports, loaders, state
+from dashboard.charts import annotations as charts
+from dashboard.charts import clusters as cluster_charts
+from grover_core.errors import GroverInputError
+
+# Widget keys (prefixed "an_") and the link parameters that reopen the view.
+LAYER_KEY, LAYER_PARAM = "an_layer", "layer"
+CLUSTER_METHOD_KEY, CLUSTER_METHOD_PARAM = "an_cluster_method", "cmethod"
+PROJECTION_KEY, PROJECTION_PARAM = "an_method", "method"
+COLOUR_KEY, COLOUR_PARAM = "an_colour", "colour"
+COMPOSITION_KEY, COMPOSITION_PARAM = "an_composition", "comp"
+METRIC_KEY, METRIC_PARAM = "an_metric", "metric"
+CHROM_KEY, CHROM_PARAM = "an_chrom", "chrom"
+START_KEY, START_PARAM = "an_start", "start"
+END_KEY, END_PARAM = "an_end", "end"
+WINDOW_MAP_KEY = "an_window_map"  # clickable: a window opens in the region view
+CLICK_SEEN_KEY = "an_click_seen"  # signature of the last window click acted on
+REGION_CHROM_SEEN_KEY = "an_region_chrom_seen"  # chromosome the interval belongs to (a new one resets it)
+
+PREFERRED_COMPOSITION = "chromatin_states"
+PROBE_METRIC_CHOICES = ("mcc", "balanced_accuracy")
+
+
+def optional_table(run_dir, name: str):
+    """Return an artifact, or None after saying why not (missing: the command; damaged: an error)."""
+    try:
+        return loaders.load_table(run_dir, name)
+    except run.RunNotFoundError as error:
+        st.info(str(error))
+    except Exception as error:  # a damaged Parquet file: pyarrow raises many types
+        st.error(f"`{name}` in `{run_dir}` could not be read ({type(error).__name__}: {error}). "
+                 f"Remake it with `{run.command_for(run_dir, name)}`.")
+    return None
+
+
+def seed_choice(key: str, param: str, options: list, default, *, parse=str) -> None:
+    """Seed a widget from the link, else keep its value when still valid, else use ``default``."""
+    state.from_link(key, param, parse=parse, valid=lambda v: v in options)
+    if st.session_state.get(key) not in options:
+        st.session_state[key] = default
+
+
+run_dir = loaders.require_run()
+st.title("Chromatin and annotations")
+try:
+    manifest = loaders.load_manifest(run_dir)
+except (run.RunNotFoundError, ValueError) as error:
+    st.info(str(error))
+    st.stop()
+num_layers = (manifest.get("model") or {}).get("num_layers")
+layers = list(range(int(num_layers) + 1)) if num_layers is not None else [0]
+specs = (manifest.get("analysis_config") or {}).get("annotations") or []
+spec_by_name = {spec.get("name"): spec for spec in specs}
+analysis_params = ((manifest.get("analyses") or {}).get("window_projections") or {}).get("params") or {}
+probe_params = ((manifest.get("analyses") or {}).get("probes") or {}).get("params") or {}
+
+seed_choice(LAYER_KEY, LAYER_PARAM, layers, layers[-1], parse=int)
+cluster_methods = list((manifest.get("analysis_config") or {}).get("cluster_methods") or ("kmeans", "hierarchical"))
+seed_choice(CLUSTER_METHOD_KEY, CLUSTER_METHOD_PARAM, cluster_methods, cluster_methods[0])
+layer_col, method_col = st.columns([3, 2])
+with layer_col:
+    if len(layers) > 1:
+        layer = st.select_slider("Layer (0 = input embeddings)", options=layers, key=LAYER_KEY,
+                                 help="The layer of the window map, of the token clusters and of the region view's "
+                                 "token colours.")
+    else:
+        layer = layers[0]
+        st.markdown(f"**Layer {layer}**")
+with method_col:
+    cluster_method = st.radio("Token clusters", cluster_methods, horizontal=True, key=CLUSTER_METHOD_KEY,
+                              help="Clustering whose clusters the composition and the region view show.")
+state.to_link(LAYER_PARAM, layer)
+state.to_link(CLUSTER_METHOD_PARAM, cluster_method)
+stem = f"{run_dir.name}_layer{layer}"
+
+# --- window map -------------------------------------------------------------------------------------
+st.subheader("Window map")
+window_projections = optional_table(run_dir, run.WINDOW_PROJECTIONS)
+window_annotations = optional_table(run_dir, run.WINDOW_ANNOTATIONS) if window_projections is not None else None
+if window_projections is not None and window_annotations is not None:
+    options = charts.colour_options(window_annotations)
+    projections_present = set(window_projections["method"].astype(str))
+    projection_methods = [m for m in run.PROJECTION_METHODS if m in projections_present] + sorted(
+        projections_present - set(run.PROJECTION_METHODS))
+    default_colour = PREFERRED_COMPOSITION if PREFERRED_COMPOSITION in options else next(iter(options), None)
+    if not options or not projection_methods:
+        st.info(f"`{run.WINDOW_ANNOTATIONS}` holds no annotation column. Make it with "
+                f"`{run.command_for(run_dir, run.WINDOW_ANNOTATIONS)}` after naming annotation files.")
+    else:
+        seed_choice(COLOUR_KEY, COLOUR_PARAM, list(options), default_colour)
+        seed_choice(PROJECTION_KEY, PROJECTION_PARAM, projection_methods, projection_methods[0])
+        colour_col, projection_col = st.columns([3, 2])
+        with colour_col:
+            colour_by = st.selectbox("Colour windows by", list(options), format_func=options.get, key=COLOUR_KEY)
+        with projection_col:
+            projection = st.radio("Projection", projection_methods, format_func=str.upper, horizontal=True,
+                                  key=PROJECTION_KEY)
+        state.to_link(COLOUR_PARAM, colour_by)
+        state.to_link(PROJECTION_PARAM, projection)
+        try:
+            points = charts.window_points(window_projections, window_annotations, layer=layer, method=projection)
+        except ValueError as error:
+            st.info(f"{error} Remake it with `{run.command_for(run_dir, run.WINDOW_PROJECTIONS)}`.")
+        else:
+            fig = charts.window_map_figure(
+                points, colour_by, method=projection, colour_title=options[colour_by],
+                title=f"{run_dir.name} · windows · layer {layer} · {projection.upper()} · {options[colour_by]}")
+            exports.show_figure(fig, stem=f"{stem}_{projection}_windows_{colour_by}", key=WINDOW_MAP_KEY,
+                                data=points, on_select="rerun", selection_mode="points")
+            note = charts.sampling_note(len(points), len(window_annotations),
+                                        cap=analysis_params.get("window_projection_max"))
+            annotation_name = colour_by.removesuffix(charts.MEAN_SUFFIX)
+            strand_note = (
+                " Windows are coloured by their majority repeat class: `window_annotations` holds class fractions "
+                "only, not strand. Strand is per token: see the composition below (hatched = minus strand) and the "
+                "strand lanes of the region view."
+                if (spec_by_name.get(annotation_name) or {}).get("strand_aware") else "")
+            st.caption(f"{note} Each point is a window's mean embedding at layer {layer}. "
+                       f"Click a window to open it in the region view below.{strand_note}")
+
+# --- label composition per token cluster ------------------------------------------------------------
+st.subheader("Label composition per token cluster")
+tokens = optional_table(run_dir, run.TOKENS)
+token_clusters = optional_table(run_dir, run.TOKEN_CLUSTERS) if tokens is not None else None
+members = None
+if tokens is not None and token_clusters is not None:
+    try:
+        members = cluster_charts.clustered_tokens(tokens, token_clusters, layer=layer, method=cluster_method)
+    except ValueError as error:
+        st.info(f"{error} Remake them with `{run.command_for(run_dir, run.TOKEN_CLUSTERS)}`.")
+    annotations = charts.share_annotations(tokens)
+    if members is not None and not annotations:
+        st.info(f"`{run.TOKENS}` holds no annotation shares: the run names no annotation files. Add them with "
+                f"`grover analyze {run_dir} --annotation NAME=PATH`.")
+    elif members is not None:
+        default = PREFERRED_COMPOSITION if PREFERRED_COMPOSITION in annotations else annotations[0]
+        seed_choice(COMPOSITION_KEY, COMPOSITION_PARAM, annotations, default)
+        annotation = st.selectbox("Annotation", annotations, format_func=cluster_charts.annotation_title,
+                                  key=COMPOSITION_KEY)
+        state.to_link(COMPOSITION_PARAM, annotation)
+        composition = charts.label_composition(members, annotation)
+        fig = charts.composition_figure(
+            composition, annotation=annotation,
+            title=f"{run_dir.name} · {cluster_charts.annotation_title(annotation)} per {cluster_method} cluster "
+                  f"· layer {layer}")
+        exports.show_figure(fig, stem=f"{stem}_{cluster_method}_{annotation}_composition", key="an_composition_chart",
+                            data=composition)
+        n_clusters = composition["cluster"].dropna().nunique()
+        stranded = (composition["strand"] != "").any()
+        st.caption(
+            f"{len(members):,} tokens in {n_clusters} {cluster_method} clusters at layer {layer}. Each segment is "
+            "the mean, over the cluster's tokens, of the share of the token's genome occurrences inside that label; "
+            "a bar's height is the share inside any label. Tokens never seen in the genome are left out."
+            + (" Hatched segments: repeats on the minus strand." if stranded else "")
+        )
+
+# --- probe scores -----------------------------------------------------------------------------------
+st.subheader("Probe scores per layer")
+scores = optional_table(run_dir, run.PROBE_SCORES)
+if scores is not None:
+    if scores.empty:
+        st.info(f"`{run.PROBE_SCORES}` is empty. Remake it with `{run.command_for(run_dir, run.PROBE_SCORES)}`.")
+    else:
+        metrics = [m for m in PROBE_METRIC_CHOICES if m in scores.columns]
+        seed_choice(METRIC_KEY, METRIC_PARAM, metrics, metrics[0])
+        metric = st.radio("Score", metrics, format_func=charts.PROBE_METRICS.get, horizontal=True, key=METRIC_KEY)
+        state.to_link(METRIC_PARAM, metric)
+        fig = charts.probe_figure(scores, metric=metric, current_layer=layer,
+                                  title=f"{run_dir.name} · probe {charts.PROBE_METRICS[metric]} per layer")
+        table = charts.probe_table(scores, metric=metric)
+        exports.show_figure(fig, stem=f"{run_dir.name}_probe_{metric}", key="an_probe_chart", data=scores)
+        st.dataframe(table, hide_index=True, key="an_probe_table",
+                     column_config={c: st.column_config.NumberColumn(c, format="%.3f") for c in table.columns
+                                    if c.startswith("layer ") or c in ("k-mer baseline", "best - baseline")})
+        k = probe_params.get("probe_kmer_k")
+        chance = "0" if metric == "mcc" else "1 / classes"
+        st.caption(
+            f"{charts.PROBE_METRICS[metric]} of a linear probe on the windows' mean embeddings per layer, held-out "
+            f"chromosomes ({int(table['folds'].max())} folds), {len(table)} annotations; dashed lines: the same probe "
+            f"on {f'{k}-mer' if k else 'k-mer'} counts of the same windows. Chance level: {chance}. "
+            f"The dotted line marks layer {layer}."
+        )
+
+# --- region view ------------------------------------------------------------------------------------
+st.subheader("Region view")
+genome_index = run_dir / run.TOKENIZED_DIR / "index.json"
+if not genome_index.is_file():
+    st.info(f"Did not find the tokenized genome (`{run.TOKENIZED_DIR}/`) in {run_dir}. Make it with "
+            f"`{run.command_for(run_dir, run.TOKENIZED_DIR)}`.")
+    st.stop()
+if tokens is None:
+    st.info(f"The region view needs `{run.TOKENS}` (token lengths); make it with "
+            f"`{run.command_for(run_dir, run.TOKENS)}`.")
+    st.stop()
+genome_dir = run_dir / run.TOKENIZED_DIR
+genome_info = json.loads(genome_index.read_text())
+chromosomes = list(genome_info.get("chromosomes") or {})
+if not chromosomes:
+    st.info(f"The tokenized genome in {genome_dir} holds no chromosome. Remake it with "
+            f"`{run.command_for(run_dir, run.TOKENIZED_DIR)}`.")
+    st.stop()
+lengths_nt = {str(k): int(v) for k, v in ((manifest.get("genome") or {}).get("chromosomes") or {}).items()}
+token_lengths = np.zeros(max(int(genome_info.get("vocab_size", 0)), int(tokens["token_id"].max()) + 1), dtype=np.int64)
+token_lengths[tokens["token_id"].to_numpy()] = tokens["length"].to_numpy()
+
+
+def genome_arrays(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids and starts of one chromosome, memory-mapped (grover_core.tokenized_genome's layout, read
+    directly: importing that module pulls in numba, seconds on a first visit, for a slice of two arrays)."""
+    return (np.load(genome_dir / f"{name}.ids.npy", mmap_mode="r"),
+            np.load(genome_dir / f"{name}.starts.npy", mmap_mode="r"))
+
+
+def chromosome_length(name: str) -> int:
+    if name in lengths_nt:
+        return lengths_nt[name]
+    starts = genome_arrays(name)[1]
+    return int(starts[-1]) + int(token_lengths.max()) if len(starts) else 0
+
+
+# A window clicked on the map opens here (applied once per click, before the widgets are drawn).
+event = st.session_state.get(WINDOW_MAP_KEY)
+selection = event.get("selection") if event else None
+signature = charts.selection_signature(selection)
+if signature is None:
+    st.session_state.pop(CLICK_SEEN_KEY, None)
+elif signature != st.session_state.get(CLICK_SEEN_KEY):
+    st.session_state[CLICK_SEEN_KEY] = signature
+    window = charts.clicked_window(selection)
+    if window and window[0] in chromosomes:
+        st.session_state[CHROM_KEY] = window[0]
+        st.session_state[START_KEY] = max(0, window[1] - charts.CLICK_PADDING)
+        st.session_state[END_KEY] = min(chromosome_length(window[0]), window[2] + charts.CLICK_PADDING)
+        st.session_state[REGION_CHROM_SEEN_KEY] = window[0]
+
+state.from_link(START_KEY, START_PARAM, parse=int, valid=lambda v: v >= 0)
+state.from_link(END_KEY, END_PARAM, parse=int, valid=lambda v: v > 0)
+seed_choice(CHROM_KEY, CHROM_PARAM, chromosomes, chromosomes[0])
+chrom_col, start_col, end_col = st.columns([2, 2, 2])
+with chrom_col:
+    chrom = st.selectbox("Chromosome", chromosomes, key=CHROM_KEY)
+chrom_length = chromosome_length(chrom)
+seen = st.session_state.get(REGION_CHROM_SEEN_KEY)
+if (seen is not None and seen != chrom) or START_KEY not in st.session_state or END_KEY not in st.session_state:
+    starts_of_chrom = genome_arrays(chrom)[1]
+    first = int(starts_of_chrom[0]) if len(starts_of_chrom) else 0
+    st.session_state[START_KEY], st.session_state[END_KEY] = charts.default_interval(chrom_length, first)
+st.session_state[REGION_CHROM_SEEN_KEY] = chrom
+with start_col:
+    start_value = st.number_input("Start (bp, 0-based)", step=1000, key=START_KEY)
+with end_col:
+    end_value = st.number_input("End (bp, exclusive)", step=1000, key=END_KEY,
+                                help=f"At most {charts.REGION_MAX_SPAN:,} bp are drawn.")
+state.to_link(CHROM_PARAM, chrom)
+state.to_link(START_PARAM, int(start_value))
+state.to_link(END_PARAM, int(end_value))
+
+interval = charts.clamp_interval(int(start_value), int(end_value), chrom_length)
+if interval.notes:
+    st.warning(f"Interval {int(start_value):,}-{int(end_value):,}: " + "; ".join(interval.notes) + ".")
+
+interval_tokens = charts.tokens_in_interval(*genome_arrays(chrom), token_lengths, interval.start, interval.end)
+region_tokens = charts.region_tokens(interval_tokens, tokens, members)
+tracks, skipped, counts = [], [], []
+for spec in specs:
+    name = spec.get("name", "?")
+    kind = spec.get("kind", "labels")
+    try:
+        features = loaders.load_annotation_file(spec["path"], kind=kind, label_column=spec.get("label_column", 3),
+                                                strand=bool(spec.get("strand_aware")))
+    except (GroverInputError, KeyError, OSError) as error:
+        skipped.append(f"{name}: {error}")
+        continue
+    order: tuple[str, ...] = ()
+    if kind != "signal":
+        if window_annotations is not None and name in window_annotations.columns:
+            order = tuple(charts.window_label_order(window_annotations, name))
+        else:
+            order = tuple(dict.fromkeys(features["Label"].astype(str)))
+    shown = charts.features_in_interval(features, chrom, interval.start, interval.end)
+    tracks.append(charts.Track(name, kind, shown, order))
+    counts.append(f"{len(shown):,} {cluster_charts.annotation_title(name)} intervals")
+
+fig = charts.region_figure(
+    tracks, region_tokens, chromosome=chrom, start=interval.start, end=interval.end,
+    title=f"{run_dir.name} · {chrom}:{interval.start:,}-{interval.end:,} · tokens by {cluster_method} cluster, layer {layer}")
+exports.show_figure(fig, stem=f"{stem}_{chrom}_{interval.start}_{interval.end}_region", key="an_region_chart",
+                    data=region_tokens.assign(chromosome=chrom)[["chromosome", "start", "end", "token_id", "token", "cluster"]])
+cluster_note = (f"coloured by their {cluster_method} cluster at layer {layer}" if members is not None
+                else "in grey (no token clusters to colour them by)")
+st.caption(
+    f"{chrom}:{interval.start:,}-{interval.end:,} ({interval.span:,} bp): {len(region_tokens):,} tokens {cluster_note}"
+    + (f"; {', '.join(counts)}" if counts else "") + ". "
+    + ("Zoom in (drag across the plot) to read the tokens. " if len(region_tokens) <= charts.TOKEN_TEXT_MAX else
+       f"Token sequences are written in the blocks for intervals of at most {charts.TOKEN_TEXT_MAX:,} tokens; "
+       "hover a block to read it here. ")
+    + f"At most {charts.REGION_MAX_SPAN:,} bp are drawn; the CSV lists the interval's tokens."
+)
+if not specs:
+    st.info(f"The run names no annotation files, so only tokens are drawn. Add them with "
+            f"`grover analyze {run_dir} --annotation NAME=PATH`.")
+for problem in skipped:
+    st.info(f"Track not drawn: {problem}")

@@ -168,3 +168,14 @@ def test_probe_layers_without_baseline_and_bad_shape():
     assert isinstance(table, pd.DataFrame) and table["layer"].tolist() == [0]
     with pytest.raises(ValueError, match="n_windows, n_layers, hidden"):
         probe_layers(features, labels, groups)
+
+
+def test_ridge_and_logistic_probes_agree_on_a_planted_label():
+    features, groups, rng = planted_windows(n=600)
+    labels = np.where(features[:, 1] - features[:, 4] + rng.normal(size=len(features)) * 0.3 > 0, "a", "b")
+    ridge = probe_scores(features, labels, groups, classifier="ridge")
+    logistic = probe_scores(features, labels, groups, classifier="logistic")
+    assert ridge["mcc"] > 0.8 and logistic["mcc"] > 0.8
+    assert abs(ridge["mcc"] - logistic["mcc"]) < 0.05
+    with pytest.raises(ValueError, match="unknown probe classifier 'svm'"):
+        probe_scores(features, labels, groups, classifier="svm")

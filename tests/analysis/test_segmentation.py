@@ -224,7 +224,7 @@ def test_compare_vocabulary_folders_returns_the_tables(bpe_vocabulary, fasta, tm
     folders = {"bpe": save_tokenizer(build_bpe_tokenizer(bpe_vocabulary), tmp_path / "bpe"),
                "k1": write_kmer_tokenizer(tmp_path / "k1", 1), "k3": write_kmer_tokenizer(tmp_path / "k3", 3)}
     result = compare_vocabulary_folders(folders, fasta=path, n_regions=12, region_length=99, seed=3)
-    assert set(result) == {"summary", "agreement", "shared", "regions"}
+    assert set(result) == {"summary", "agreement", "shared", "lengths", "regions"}
     assert tuple(result["summary"].columns) == SUMMARY_COLUMNS
     assert tuple(result["agreement"].columns) == AGREEMENT_COLUMNS
     assert tuple(result["shared"].columns) == SHARED_COLUMNS
@@ -241,6 +241,11 @@ def test_compare_vocabulary_folders_returns_the_tables(bpe_vocabulary, fasta, tm
     assert shared.loc[("bpe", "k3"), "shared"] >= 4
     agreement = result["agreement"].set_index(["vocabulary_a", "vocabulary_b"])
     assert agreement.loc[("k1", "k3"), "share_of_b_in_a"] == 1.0
+    # Token lengths weighted by their occurrences in the regions: k3 cuts 99 nt into 33 three-mers each.
+    lengths = result["lengths"].set_index(["vocabulary", "length"])
+    assert lengths.loc[("k3", 3), "occurrence_share"] == pytest.approx(1.0)
+    assert lengths.loc[("k1", 1), "occurrence_share"] == pytest.approx(1.0)
+    assert result["lengths"].groupby("vocabulary")["occurrence_share"].sum().round(9).eq(1.0).all()
 
 
 def test_compare_vocabulary_folders_rejects_overlapping_kmers(fasta, tmp_path):

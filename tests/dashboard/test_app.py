@@ -1,12 +1,12 @@
 """The dashboard run headless with Streamlit's AppTest, from the entry point, on a real pipeline run.
 
 ``runs_dir`` / ``tiny_run`` come from tests/conftest.py (a run the pipeline builds on a tiny genome).
-AppTest cannot see inside plotly charts; what they draw is checked through the page's caption here,
-in test_figures.py (pure logic) and in test_browser.py (a real browser).
+This file checks the router (run picker, links, bad folders); each page has its own
+test_page_<page>.py. AppTest cannot see inside plotly charts beyond their spec; what they draw is
+checked through the pages' captions, in test_figures.py (pure logic) and in test_browser.py (a real browser).
 """
 from __future__ import annotations
 
-import json
 import re
 import shutil
 from pathlib import Path
@@ -14,7 +14,6 @@ from pathlib import Path
 from streamlit.testing.v1 import AppTest
 
 from analysis import run
-from dashboard import figures
 
 APP = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
 TOKEN_MAP = "views/token_map.py"  # relative to app.py, as AppTest.switch_page wants
@@ -45,72 +44,6 @@ def expected_points(tiny_run: Path, layer: int, method: str) -> int:
 
 def evaluation_of(tiny_run: Path, manifest: dict) -> dict:
     return manifest.get("evaluation") or run.load_evaluation(tiny_run)
-
-
-def test_home_shows_the_runs_provenance(monkeypatch, runs_dir, tiny_run):
-    manifest = json.loads((tiny_run / run.MANIFEST).read_text())
-    evaluation = evaluation_of(tiny_run, manifest)
-
-    at = open_app(monkeypatch, runs_dir)
-
-    metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Vocabulary size"] == str(manifest["vocabulary"]["vocab_size"])
-    assert metrics["Masked top-1 accuracy"] == f"{100 * evaluation['masked_top1_accuracy']:.1f} %"
-    assert metrics["Frequency baseline top-1"] == f"{100 * evaluation['frequency_baseline_top1_accuracy']:.1f} %"
-    assert str(manifest["model"]["num_layers"]) in metrics["Layers × hidden size"]
-    assert manifest.get("name", tiny_run.name) in at.title[0].value
-    artifacts = next(df.value for df in at.dataframe if "produced_by" in df.value.columns)
-    assert set(artifacts["artifact"]) == set(manifest["artifacts"])
-    assert artifacts["present"].all()
-    assert at.selectbox(key="run_choice").value == tiny_run.name
-    assert at.query_params["run"] in (tiny_run.name, [tiny_run.name])  # the link reopens this run
-
-
-def test_token_map_follows_layer_method_colour_and_motif(monkeypatch, runs_dir, tiny_run):
-    projections = run.load_token_projections(tiny_run)
-    layers = run.layers_in(projections)
-    methods = sorted(set(projections["method"]))
-
-    at = open_app(monkeypatch, runs_dir)
-    at.switch_page(TOKEN_MAP).run()
-    assert not at.exception, [e.value for e in at.exception]
-    n, caption = points_drawn(at)
-    assert n == expected_points(tiny_run, layers[-1], "umap")  # opens on the last layer, UMAP
-    assert "no subsampling" in caption
-
-    slider = at.select_slider(key="map_layer")
-    assert slider.options == [str(layer) for layer in layers]
-    for layer in (layers[0], layers[len(layers) // 2]):
-        at.select_slider(key="map_layer").set_value(layer).run()
-        assert not at.exception, [e.value for e in at.exception]
-        n, caption = points_drawn(at)
-        assert n == expected_points(tiny_run, layer, "umap") and f"layer {layer} " in caption
-        pc_table = next(df.value for df in at.dataframe if "explained variance" in df.value.columns)
-        assert list(pc_table.index)[0] == "PC1"
-
-    for method in methods:
-        at.radio(key="map_method").set_value(method).run()
-        assert points_drawn(at)[0] == expected_points(tiny_run, layers[len(layers) // 2], method)
-
-    for colour in figures.COLOUR_BY:
-        at.selectbox(key="map_colour").set_value(colour).run()
-        assert not at.exception, [e.value for e in at.exception]
-
-    at.radio(key="map_export").set_value("svg").run()  # SVG renderer for vector export
-    assert not at.exception, [e.value for e in at.exception]
-
-    tokens = run.load_tokens(tiny_run)
-    drawn = projections[(projections["layer"] == layers[len(layers) // 2]) & (projections["method"] == methods[-1])]
-    shown = tokens[tokens["token_id"].isin(drawn["token_id"])]
-    motif = "CG"
-    n_match = int(shown["token"].str.contains(motif, regex=False).sum())
-    at.text_input(key="map_motif").set_value(motif.lower()).run()
-    assert not at.exception, [e.value for e in at.exception]
-    if n_match:
-        assert any(m.value.startswith(f"**{n_match:,}** of {len(drawn):,} tokens contain `{motif}`") for m in at.markdown)
-    at.text_input(key="map_motif").set_value("NNNNNNNNNNNNNNNNNNNN").run()
-    assert "No token contains" in at.warning[0].value
-    assert points_drawn(at)[0] == len(drawn)  # dimmed, not dropped
 
 
 def test_link_names_a_run_in_the_runs_folder(monkeypatch, tmp_path, tiny_run):
@@ -165,21 +98,3 @@ def test_missing_artifact_names_the_fix(monkeypatch, tmp_path, tiny_run):
     at.switch_page(TOKEN_MAP).run()
     assert not at.exception
     assert run.TOKEN_PROJECTIONS in at.info[0].value and "grover analyze" in at.info[0].value
-
-
-
-def test_map_choices_survive_a_visit_to_another_page(monkeypatch, runs_dir, tiny_run):
-    layers = run.layers_in(run.load_token_projections(tiny_run))
-    at = open_app(monkeypatch, runs_dir)
-    at.switch_page(TOKEN_MAP).run()
-    at.select_slider(key="map_layer").set_value(layers[0]).run()
-    at.selectbox(key="map_colour").set_value("gc").run()
-    at.text_input(key="map_motif").set_value("CG").run()
-    at.switch_page("views/home.py").run()
-    assert not at.exception and at.metric
-    at.switch_page(TOKEN_MAP).run()
-    assert not at.exception, [e.value for e in at.exception]
-    assert at.select_slider(key="map_layer").value == layers[0]
-    assert at.selectbox(key="map_colour").value == "gc"
-    assert at.text_input(key="map_motif").value == "CG"
-    assert f"layer {layers[0]} " in points_drawn(at)[1]

@@ -6,6 +6,7 @@ Debian's /usr/bin/chromium (`make test` installs it); never `playwright install`
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -175,4 +176,72 @@ def test_home_shows_the_run(page, server, tiny_run):
     artifacts = page.get_by_role("heading", name="Artifacts")
     artifacts.wait_for(timeout=RENDER_MS)  # elements stream in one by one
     assert artifacts.count() == 1
+    _no_exception(page)
+
+
+# Every page of the app, as a user opens it from a link: (url path, charts it must draw on the tiny run).
+# The inspector draws its charts once a sequence is given; Compare models needs a second run.
+PAGES = {
+    "": 0, "token-map": 1, "self-similarity": 3, "clusters": 3, "annotations": 3, "vocabularies": 4,
+    "inspector": 0, "compare": 0,
+}
+SCREENSHOTS = Path("/tmp/grover_lens_screenshots")
+
+
+def _settled(page, n_charts: int) -> None:
+    """Wait until the script has finished (no 'running' widget) and at least ``n_charts`` charts drew."""
+    page.wait_for_selector('[data-testid="stMain"]', timeout=RENDER_MS)
+    page.wait_for_function(
+        """(n) => document.querySelectorAll('.js-plotly-plot .main-svg').length >= n
+                  && !document.querySelector('[data-testid="stStatusWidget"] [data-testid="stStatusWidgetRunningIcon"]')
+                  && document.querySelectorAll('[data-testid="stSkeleton"]').length === 0""",
+        arg=n_charts, timeout=RENDER_MS, polling=100)
+    page.wait_for_timeout(300)  # a last element may still be streaming in
+
+
+def test_every_page_renders_without_an_error_box(page, server, tiny_run, capsys):
+    SCREENSHOTS.mkdir(exist_ok=True)
+    timings = {}
+    for path, n_charts in PAGES.items():
+        url = f"{server}/{path}?run={tiny_run.name}"
+        page.goto(url)
+        _settled(page, n_charts)
+        # Second visit: the data is cached now; this is the time a user waits when coming back.
+        started = time.perf_counter()
+        page.goto(url)
+        _settled(page, n_charts)
+        timings[path or "runs"] = round(time.perf_counter() - started, 2)
+        _no_exception(page)
+        assert page.locator('[data-testid="stAlertContentError"]').count() == 0, path
+        assert page.locator(".js-plotly-plot").count() >= n_charts, path
+        page.screenshot(path=str(SCREENSHOTS / f"{path or 'runs'}.png"), full_page=True)
+    (SCREENSHOTS / "timings.json").write_text(json.dumps(timings, indent=2))
+    with capsys.disabled():
+        print(f"\nscreenshots of every page in {SCREENSHOTS}; seconds per cached page load: {timings}")
+    assert all((SCREENSHOTS / f"{p or 'runs'}.png").stat().st_size > 10_000 for p in PAGES)
+
+
+def test_presentation_mode_hides_the_sidebar(page, server, tiny_run):
+    page.goto(f"{server}/self-similarity?run={tiny_run.name}&present=1")
+    _settled(page, PAGES["self-similarity"])
+    assert not page.locator('[data-testid="stSidebar"]').is_visible()
+    page.goto(f"{server}/self-similarity?run={tiny_run.name}")
+    _settled(page, PAGES["self-similarity"])
+    assert page.locator('[data-testid="stSidebar"]').is_visible()
+    _no_exception(page)
+
+
+def test_figure_downloads_give_png_svg_and_csv(page, server, tiny_run, tmp_path):
+    page.goto(f"{server}/clusters?run={tiny_run.name}")
+    _settled(page, PAGES["clusters"])
+    sizes = {}
+    for label, suffix in (("PNG", ".png"), ("SVG", ".svg"), ("CSV", ".csv")):
+        with page.expect_download(timeout=RENDER_MS) as info:
+            page.get_by_role("button", name=label).first.click()
+        target = tmp_path / f"figure{suffix}"
+        info.value.save_as(target)
+        sizes[suffix] = target.stat().st_size
+    assert (tmp_path / "figure.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert b"<svg" in (tmp_path / "figure.svg").read_bytes()[:2000]
+    assert (tmp_path / "figure.csv").read_text().count("\n") > 5
     _no_exception(page)

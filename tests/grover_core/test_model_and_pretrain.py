@@ -128,7 +128,7 @@ def test_windows_are_seeded_and_within_bounds(repetitive):
 def test_pretraining_learns_a_repetitive_genome_and_beats_the_frequency_baseline(repetitive, tmp_path):
     tokenizer, genome, _, _ = repetitive
     model = build_model(model_config("grover-test"), tokenizer, seed=0)
-    config = PretrainConfig(steps=400, batch_size=16, max_window_tokens=64, learning_rate=3e-3, warmup_steps=10,
+    config = PretrainConfig(steps=1200, batch_size=16, max_window_tokens=64, learning_rate=3e-3, warmup_steps=10,
                             masking=MaskingConfig(select_fraction=0.15), log_every=10)
     result = pretrain(model, tokenizer, genome, config=config, log_path=tmp_path / "log.jsonl")
     first, last = result.log[0]["loss"], np.mean([r["loss"] for r in result.log[-3:]])
@@ -140,6 +140,10 @@ def test_pretraining_learns_a_repetitive_genome_and_beats_the_frequency_baseline
     assert evaluation["n_masked_tokens"] > 100
     assert evaluation["masked_top1_accuracy"] > evaluation["frequency_baseline_top1_accuracy"] + 0.05
     assert evaluation["perplexity"] < 0.9 * evaluation["frequency_baseline_perplexity"]
+    # Scored on [MASK] positions only (no unchanged token to copy) the repeats must still make it predictable;
+    # at 400 steps it was not yet (mask-only top-1 equal to the baseline's), hence the longer run.
+    assert 0.7 * evaluation["n_masked_tokens"] < evaluation["n_mask_only_tokens"] < 0.9 * evaluation["n_masked_tokens"]
+    assert evaluation["mask_only_top1_accuracy"] > evaluation["frequency_baseline_mask_only_top1_accuracy"] + 0.04
 
 
 def test_token_embedding_means_equal_a_direct_average(repetitive):
@@ -151,11 +155,9 @@ def test_token_embedding_means_equal_a_direct_average(repetitive):
     windows = tile_windows(genome, window_tokens=40, max_windows=6)
     ids = np.concatenate([np.asarray(genome.ids(n)[f:f + 40]) for n, f in windows])
     assert np.array_equal(result["count"], np.bincount(ids, minlength=len(tokenizer)))
-    # Direct: run one window alone (no padding) and average a token's vectors by hand.
+    # Direct: run each window alone (no padding) and average a token's vectors by hand.
     name, first = windows[0]
     window = np.asarray(genome.ids(name)[first:first + 40], dtype=np.int64)
-    with torch.no_grad():
-        hidden = model(**collate_windows([window], tokenizer), output_hidden_states=True).hidden_states
     token = int(window[0])
     direct = []
     for n, f in windows:

@@ -1,4 +1,5 @@
 """The analysis registry and runner on runs whose right answers are planted, and the commands around it."""
+import dataclasses
 import json
 import os
 import subprocess
@@ -236,3 +237,31 @@ def test_embed_under_torchrun_merges_to_the_one_process_result(planted_run, tmp_
     assert np.allclose(means_one["layer_2"], means_two["layer_2"], atol=1e-5)
     assert np.allclose(np.asarray(one.window_arrays()[1], np.float32), np.asarray(merged.window_arrays()[1], np.float32),
                        atol=1e-3)
+
+
+def test_build_from_an_existing_model_and_its_untrained_baseline(planted_run, tmp_path):
+    from grover_lens.pipeline import RunConfig, build_run_from_model
+
+    run_dir, _, sequences, _ = planted_run
+    fasta = tmp_path / "g.fa"
+    fasta.write_text("".join(f">{name}\n{seq}\n" for name, seq in sequences.items()))
+    config = dataclasses.replace(RunConfig.tiny(), seed=3)  # the planted model is a seed-0 initialisation
+    loaded = build_run_from_model(run_dir / run_format.MODEL_DIR, fasta, tmp_path / "runs" / "loaded", config=config,
+                                  progress=False)
+    baseline = build_run_from_model(run_dir / run_format.MODEL_DIR, fasta, tmp_path / "runs" / "random",
+                                    config=config, untrained=True, progress=False)
+    source = load_file(str(run_dir / run_format.MODEL_DIR / "model.safetensors"))
+    same = load_file(str(loaded / run_format.MODEL_DIR / "model.safetensors"))
+    other = load_file(str(baseline / run_format.MODEL_DIR / "model.safetensors"))
+    name = "bert.embeddings.word_embeddings.weight"
+    assert np.array_equal(same[name], source[name]) and not np.allclose(other[name], source[name])
+    manifest = run_format.load_manifest(baseline)
+    assert manifest["training"]["untrained"] and manifest["model"]["num_layers"] == 2
+    skipped = {name for name, record in manifest["analyses"].items() if "skipped" in record}
+    assert set(manifest["analyses"]) == set(ANALYSIS_NAMES) and skipped == {"window_annotations", "probes"}
+    # The genome was tokenized by the model's own tokenizer: the same segmentation as the source run's.
+    source_genome = TokenizedGenome.open(run_dir / run_format.TOKENIZED_DIR)
+    genome = TokenizedGenome.open(loaded / run_format.TOKENIZED_DIR)
+    assert np.array_equal(np.asarray(genome.ids("chr3")), np.asarray(source_genome.ids("chr3")))
+    tokens = run_format.load_tokens(loaded)
+    assert tokens["token"].tolist() == run_format.load_tokens(baseline)["token"].tolist()

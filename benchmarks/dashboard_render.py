@@ -1,0 +1,171 @@
+"""Dashboard render time per page, measured in a real headless browser on a run (the demo by default).
+
+    python benchmarks/dashboard_render.py --runs runs --run demo [--repeats 5]
+
+Serves the app with ``streamlit run`` on a free port, opens every page in Debian's Chromium
+(Playwright, ``/usr/bin/chromium``; never ``playwright install``), waits until the script has
+finished and every chart has drawn, and times:
+
+* first load: a cold page (data read from disk, caches empty for that page);
+* cached load: the same URL opened again (a full browser navigation, the data cached on the
+  server) — the issue's target: under 2 s per page once its data is cached;
+* in-app switch: going to the page from another one through the sidebar navigation (no reload of
+  the frontend), which is what a user does most.
+
+Prints the table and writes the "## Dashboard render time" section of BENCHMARKS.md; screenshots go
+to ``--screenshots`` (default /tmp/grover_lens_benchmark_screenshots).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SECTION = "## Dashboard render time"
+# url path -> (title in the navigation, charts the page draws on the demo run at least)
+PAGES = {
+    "": ("Runs", 0), "token-map": ("Token embedding map", 1), "self-similarity": ("Self-similarity", 3),
+    "clusters": ("GC/AG content clusters", 3), "annotations": ("Chromatin and annotations", 3),
+    "vocabularies": ("Vocabularies", 4), "inspector": ("Sequence inspector", 0), "compare": ("Compare models", 0),
+}
+SETTLED_JS = """(n) => document.querySelectorAll('.js-plotly-plot .main-svg').length >= n
+    && !document.querySelector('[data-testid="stStatusWidgetRunningIcon"]')
+    && document.querySelectorAll('[data-testid="stSkeleton"]').length === 0"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve(runs: Path, port: int) -> subprocess.Popen:
+    command = [sys.executable, "-m", "streamlit", "run", str(REPO / "dashboard" / "app.py"), "--server.address",
+               "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
+               "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
+    process = subprocess.Popen(command, cwd=REPO, env=dict(os.environ, GROVER_RUNS_DIR=str(runs)),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2):
+                return process
+        except OSError:
+            time.sleep(0.5)
+    process.kill()
+    raise RuntimeError("streamlit did not start")
+
+
+def settle(page, n_charts: int) -> None:
+    page.wait_for_selector('[data-testid="stMain"]', timeout=120_000)
+    page.wait_for_function(SETTLED_JS, arg=n_charts, timeout=120_000, polling=50)
+
+
+def measure(runs: Path, run_name: str, *, repeats: int, screenshots: Path) -> dict[str, dict]:
+    from playwright.sync_api import sync_playwright
+
+    port = _free_port()
+    server = serve(runs, port)
+    base = f"http://127.0.0.1:{port}"
+    results: dict[str, dict] = {}
+    screenshots.mkdir(parents=True, exist_ok=True)
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path="/usr/bin/chromium",
+                                                 args=["--no-sandbox", "--disable-gpu"])
+            page = browser.new_context(viewport={"width": 1600, "height": 1100}).new_page()
+            for path, (title, n_charts) in PAGES.items():
+                url = f"{base}/{path}?run={run_name}"
+                started = time.perf_counter()
+                page.goto(url)
+                settle(page, n_charts)
+                first = time.perf_counter() - started
+                cached, switched = [], []
+                for _ in range(repeats):
+                    started = time.perf_counter()
+                    page.goto(url)
+                    settle(page, n_charts)
+                    cached.append(time.perf_counter() - started)
+                    # In-app navigation: to the Runs page and back through the sidebar link.
+                    page.get_by_role("link", name="Runs").first.click()
+                    settle(page, 0)
+                    started = time.perf_counter()
+                    page.get_by_role("link", name=title).first.click()
+                    page.wait_for_url(f"**/{path}*" if path else "**/", timeout=60_000)
+                    settle(page, n_charts)
+                    switched.append(time.perf_counter() - started)
+                errors = page.locator('[data-testid="stException"], [data-testid="stAlertContentError"]').count()
+                page.screenshot(path=str(screenshots / f"{path or 'runs'}.png"), full_page=True)
+                results[path or "runs"] = {"title": title, "first_s": first, "cached_s": statistics.median(cached),
+                                           "cached_max_s": max(cached), "switch_s": statistics.median(switched),
+                                           "charts": page.locator(".js-plotly-plot").count(), "errors": errors}
+                print(f"{title:28s} first {first:5.2f} s  cached {statistics.median(cached):5.2f} s  "
+                      f"in-app {statistics.median(switched):5.2f} s  charts {results[path or 'runs']['charts']}"
+                      f"  errors {errors}", flush=True)
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    return results
+
+
+def report(results: dict[str, dict], *, command: str, load: float, screenshots: Path) -> str:
+    rows = ["| page | first load (s) | cached load, median (s) | cached, max (s) | in-app switch, median (s) | "
+            "charts | error boxes | under 2 s cached |", "|---|---|---|---|---|---|---|---|"]
+    for result in results.values():
+        rows.append(f"| {result['title']} | {result['first_s']:.2f} | {result['cached_s']:.2f} | "
+                    f"{result['cached_max_s']:.2f} | {result['switch_s']:.2f} | {result['charts']} | "
+                    f"{result['errors']} | {'yes' if result['cached_s'] < 2 else 'NO'} |")
+    return "\n".join([
+        SECTION, "",
+        f"Measured {dt.date.today().isoformat()} on {os.cpu_count()} CPU cores (load average {load:.1f} at the "
+        "start), headless Debian Chromium through Playwright, `streamlit run` on 127.0.0.1. A page counts as "
+        "rendered when the script has finished and every chart has drawn its SVG layer.",
+        "", f"Command: `{command}`", "", *rows, "",
+        "First load: a cold page. Cached load: the same URL opened again (full browser navigation; the server's "
+        "data caches warm). In-app switch: clicking the page in the sidebar from the Runs page (no frontend "
+        f"reload). Screenshots: `{screenshots}`.", ""])
+
+
+def write_section(path: Path, section: str) -> None:
+    """Replace this benchmark's section of ``path`` (or append it), leaving every other section as it is."""
+    text = path.read_text() if path.is_file() else "# Benchmarks\n"
+    if f"\n{SECTION}\n" in f"\n{text}":
+        head, _, rest = f"\n{text}".partition(f"\n{SECTION}\n")
+        tail = rest[rest.find("\n## ") + 1:] if "\n## " in rest else ""
+        text = head[1:] + "\n" + section + ("\n" + tail if tail else "")
+    else:
+        text = text.rstrip() + "\n\n" + section
+    path.write_text(text)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", default="runs", help="runs folder the app lists")
+    parser.add_argument("--run", default="demo", help="run to open on every page")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--screenshots", default="/tmp/grover_lens_benchmark_screenshots")
+    parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
+    args = parser.parse_args(argv)
+    load = os.getloadavg()[0]
+    results = measure(Path(args.runs), args.run, repeats=args.repeats, screenshots=Path(args.screenshots))
+    (Path(args.screenshots) / "timings.json").write_text(json.dumps(results, indent=2))
+    command = "python benchmarks/dashboard_render.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    section = report(results, command=command.strip(), load=load, screenshots=Path(args.screenshots))
+    print(section)
+    if not args.no_write:
+        write_section(REPO / "BENCHMARKS.md", section)
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,263 @@
+"""The chromatin and annotations page run headless (AppTest) on the tiny pipeline run, from the app's entry point.
+
+AppTest sees a plotly chart as its JSON spec: traces and point counts are checked from it and from
+the captions; what the figures look like is covered by test_charts_annotations.py (pure builders).
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from analysis import run
+
+APP = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
+PAGE = "views/annotations.py"
+TIMEOUT = 60  # s per script run: the first imports pandas, plotly and pyarrow
+SECTIONS = ["Window map", "Label composition per token cluster", "Probe scores per layer", "Region view"]
+
+
+def open_page(monkeypatch, runs_dir: Path, **query: str) -> AppTest:
+    """The app with ``GROVER_RUNS_DIR=runs_dir`` and the link ``query``, switched to this page."""
+    monkeypatch.setenv("GROVER_RUNS_DIR", str(runs_dir))
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.query_params.update(query)
+    at.run()
+    at.switch_page(PAGE).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def caption(at: AppTest, text: str) -> str:
+    found = [c.value for c in at.caption if text in c.value]
+    assert len(found) == 1, [c.value for c in at.caption]
+    return found[0]
+
+
+def param(at: AppTest, name: str) -> str:
+    value = at.query_params[name]
+    return value[0] if isinstance(value, list) else value
+
+
+def chart_specs(at: AppTest) -> list[dict]:
+    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+def chart_titled(at: AppTest, text: str) -> dict:
+    found = [s for s in chart_specs(at) if text in ((s["layout"].get("title") or {}).get("text") or "")]
+    assert len(found) == 1, [(s["layout"].get("title") or {}).get("text") for s in chart_specs(at)]
+    return found[0]
+
+
+def probe_table(at: AppTest):
+    found = [df.value for df in at.dataframe if "k-mer baseline" in df.value.columns]
+    assert len(found) == 1
+    return found[0]
+
+
+def copy_run(tiny_run: Path, dest: Path, *, drop: tuple[str, ...] = (), corrupt: tuple[str, ...] = ()) -> Path:
+    """A copy of the tiny run in ``dest/tiny`` without the ``drop`` paths and with garbage in ``corrupt``."""
+    out = dest / "tiny"
+    shutil.copytree(tiny_run, out)
+    for name in drop:
+        path = out / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    for name in corrupt:
+        (out / name).write_bytes(b"this is not a parquet file \x00\xff" * 10)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def tables(tiny_run):
+    names = (run.WINDOW_PROJECTIONS, run.WINDOW_ANNOTATIONS, run.TOKEN_CLUSTERS, run.PROBE_SCORES, run.TOKENS)
+    return {name: run.load_table(tiny_run, name) for name in names}
+
+
+def tokens_overlapping(tiny_run: Path, tokens, chrom: str, start: int, end: int) -> int:
+    """Count the tokens of ``chrom`` overlapping [start, end), straight from the tokenized genome."""
+    starts = np.load(tiny_run / run.TOKENIZED_DIR / f"{chrom}.starts.npy").astype(np.int64)
+    ids = np.load(tiny_run / run.TOKENIZED_DIR / f"{chrom}.ids.npy").astype(np.int64)
+    lengths = tokens.set_index("token_id")["length"].reindex(ids).to_numpy()
+    return int(((starts < end) & (starts + lengths > start)).sum())
+
+
+def region_caption(at: AppTest) -> tuple[str, int, int, int]:
+    text = caption(at, "bp): ")
+    found = re.match(r"(\w+):([\d,]+)-([\d,]+) \([\d,]+ bp\): ([\d,]+) tokens", text)
+    assert found, text
+    chrom, start, end, n = found.groups()
+    return chrom, int(start.replace(",", "")), int(end.replace(",", "")), int(n.replace(",", ""))
+
+
+def test_page_shows_window_map_composition_probes_and_region(monkeypatch, runs_dir, tiny_run, tables):
+    projections, windows = tables[run.WINDOW_PROJECTIONS], tables[run.WINDOW_ANNOTATIONS]
+    last = int(projections["layer"].max())
+    n_drawn = int(((projections["layer"] == last) & (projections["method"] == "umap")).sum())
+
+    at = open_page(monkeypatch, runs_dir)
+
+    assert at.title[0].value == "Chromatin and annotations"
+    assert [s.value for s in at.subheader] == SECTIONS
+    assert len(at.get("plotly_chart")) == 4
+    window_map = chart_titled(at, "windows")
+    assert sum(len(t["customdata"]) for t in window_map["data"]) == n_drawn
+    assert all(t["type"] == "scattergl" for t in window_map["data"])
+    assert {t["name"].rsplit(" (", 1)[0] for t in window_map["data"]} == set(windows["chromatin_states"])
+    note = caption(at, "windows drawn")
+    if n_drawn < len(windows):
+        assert note.startswith(f"{n_drawn:,} of {len(windows):,} windows drawn")
+    else:
+        assert "no subsampling" in note
+
+    clusters = tables[run.TOKEN_CLUSTERS]
+    chosen = clusters[(clusters["layer"] == last) & (clusters["method"] == "kmeans")]
+    assert caption(at, "tokens in").startswith(f"{len(chosen):,} tokens in {chosen['cluster'].nunique()} kmeans clusters "
+                                               f"at layer {last}")
+    composition = chart_titled(at, "per kmeans cluster")
+    assert composition["layout"]["barmode"] == "stack"
+    assert len(composition["data"][0]["x"]) == chosen["cluster"].nunique() + 1  # each cluster and all tokens
+
+    scores = tables[run.PROBE_SCORES]
+    table = probe_table(at)
+    assert table["annotation"].tolist() == list(dict.fromkeys(scores["annotation"]))
+    baseline = scores[scores["layer"] == -1].set_index("annotation")["mcc"]
+    assert table["k-mer baseline"].tolist() == pytest.approx(baseline.reindex(table["annotation"]).tolist())
+    assert table[f"layer {last}"].notna().all()
+
+    chrom, start, end, n_tokens = region_caption(at)
+    assert end - start == 5_000
+    assert n_tokens == tokens_overlapping(tiny_run, tables[run.TOKENS], chrom, start, end)
+    assert (param(at, "chrom"), param(at, "start"), param(at, "end")) == (chrom, str(start), str(end))
+    region = chart_titled(at, f"{chrom}:{start:,}-{end:,}")
+    token_bars = [t for t in region["data"] if t.get("legendgroup") == "tokens"]
+    assert sum(len(t["customdata"]) for t in token_bars) == n_tokens
+    assert {t.get("legendgroup") for t in region["data"]} >= {"chromatin_states", "repeats", "tokens"}
+
+
+def test_widgets_change_what_is_shown(monkeypatch, runs_dir, tiny_run, tables):
+    at = open_page(monkeypatch, runs_dir)
+
+    at.selectbox(key="an_colour").set_value("replication_timing.mean").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(t["marker"].get("showscale") for t in chart_titled(at, "windows")["data"])
+    at.selectbox(key="an_colour").set_value("repeats").run()
+    assert "majority repeat class" in caption(at, "windows drawn") and param(at, "colour") == "repeats"
+
+    at.select_slider(key="an_layer").set_value(0).run()
+    at.radio(key="an_method").set_value("pca").run()
+    at.radio(key="an_cluster_method").set_value("hierarchical").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "layer 0" in caption(at, "windows drawn") and "PCA" in chart_titled(at, "windows")["layout"]["title"]["text"]
+    assert "hierarchical clusters at layer 0" in caption(at, "tokens in")
+    assert (param(at, "layer"), param(at, "method"), param(at, "cmethod")) == ("0", "pca", "hierarchical")
+
+    at.selectbox(key="an_composition").set_value("repeats").run()
+    patterns = {t["marker"]["pattern"]["shape"] for t in chart_titled(at, "repeats per")["data"]}
+    assert patterns == {"", "/"}  # plus solid, minus hatched
+
+    at.radio(key="an_metric").set_value("balanced_accuracy").run()
+    scores = tables[run.PROBE_SCORES]
+    baseline = scores[scores["layer"] == -1].set_index("annotation")["balanced_accuracy"]
+    table = probe_table(at)
+    assert table["k-mer baseline"].tolist() == pytest.approx(baseline.reindex(table["annotation"]).tolist())
+    assert param(at, "metric") == "balanced_accuracy"
+
+    at.selectbox(key="an_chrom").set_value("chr2").run()
+    at.number_input(key="an_start").set_value(3_000).run()
+    at.number_input(key="an_end").set_value(4_000).run()
+    assert not at.exception, [e.value for e in at.exception]
+    chrom, start, end, n_tokens = region_caption(at)
+    assert (chrom, start, end) == ("chr2", 3_000, 4_000)
+    assert n_tokens == tokens_overlapping(tiny_run, tables[run.TOKENS], "chr2", 3_000, 4_000)
+    assert (param(at, "chrom"), param(at, "start"), param(at, "end")) == ("chr2", "3000", "4000")
+
+
+def test_a_long_interval_is_capped_and_says_so(monkeypatch, runs_dir, tiny_run, tables):
+    at = open_page(monkeypatch, runs_dir, chrom="chr1", start="0", end="150000")
+    assert "capped at 50,000 bp" in at.warning[0].value
+    chrom, start, end, _ = region_caption(at)
+    assert (chrom, start, end) == ("chr1", 0, 50_000)
+
+
+def test_clicking_a_window_opens_it_in_the_region_view(monkeypatch, runs_dir, tiny_run, tables):
+    at = open_page(monkeypatch, runs_dir)
+    trace = chart_titled(at, "windows")["data"][-1]
+    index, chrom, start, end = trace["customdata"][0][:4]
+    at.session_state["an_window_map"] = {"selection": {
+        "points": [{"curve_number": 0, "point_index": 0, "customdata": trace["customdata"][0]}],
+        "point_indices": [0], "box": [], "lasso": []}}
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    shown = region_caption(at)[:3]
+    assert shown == (chrom, max(0, start - 2_000), min(end + 2_000, 160_000 if chrom == "chr1" else 140_000))
+
+
+def test_link_seeds_the_widgets(monkeypatch, runs_dir, tiny_run, tables):
+    at = open_page(monkeypatch, runs_dir, layer="0", colour="repeats", method="pca", cmethod="hierarchical",
+                   comp="repeats", metric="balanced_accuracy", chrom="chr2", start="1000", end="2500")
+    assert at.select_slider(key="an_layer").value == 0
+    assert at.selectbox(key="an_colour").value == "repeats"
+    assert at.radio(key="an_method").value == "pca"
+    assert at.radio(key="an_cluster_method").value == "hierarchical"
+    assert at.selectbox(key="an_composition").value == "repeats"
+    assert at.radio(key="an_metric").value == "balanced_accuracy"
+    assert region_caption(at)[:3] == ("chr2", 1_000, 2_500)
+
+
+def test_bad_link_values_fall_back_to_defaults(monkeypatch, runs_dir, tiny_run, tables):
+    at = open_page(monkeypatch, runs_dir, layer="9", colour="nonsense", metric="auc", chrom="chrZ", start="-4")
+    assert at.select_slider(key="an_layer").value == int(tables[run.WINDOW_PROJECTIONS]["layer"].max())
+    assert at.selectbox(key="an_colour").value == "chromatin_states"
+    assert at.radio(key="an_metric").value == "mcc"
+    assert region_caption(at)[0] == "chr1"
+
+
+@pytest.mark.parametrize("name, command, charts_left", [
+    (run.WINDOW_PROJECTIONS, "--only window_projections", 3),
+    (run.WINDOW_ANNOTATIONS, "--only window_annotations", 3),
+    (run.TOKEN_CLUSTERS, "--only clusters", 3),
+    (run.PROBE_SCORES, "--only probes", 3),
+], ids=["window-projections", "window-annotations", "clusters", "probes"])
+def test_missing_artifact_names_the_command_and_keeps_the_other_sections(monkeypatch, tmp_path, tiny_run, name,
+                                                                          command, charts_left):
+    at = open_page(monkeypatch, copy_run(tiny_run, tmp_path, drop=(name,)))
+    assert any(name in i.value and command in i.value for i in at.info), [i.value for i in at.info]
+    assert [s.value for s in at.subheader] == SECTIONS
+    assert len(at.get("plotly_chart")) == charts_left
+    assert region_caption(at)  # the region view still draws
+
+
+def test_missing_tokenized_genome_names_the_command(monkeypatch, tmp_path, tiny_run):
+    at = open_page(monkeypatch, copy_run(tiny_run, tmp_path, drop=(run.TOKENIZED_DIR,)))
+    assert any(run.TOKENIZED_DIR in i.value and "grover demo" in i.value for i in at.info)
+    assert len(at.get("plotly_chart")) == 3
+
+
+def test_missing_annotation_file_leaves_its_track_out(monkeypatch, tmp_path, tiny_run):
+    runs = copy_run(tiny_run, tmp_path)
+    manifest_path = runs / "tiny" / run.MANIFEST
+    manifest = json.loads(manifest_path.read_text())
+    missing = tmp_path / "gone" / "repeats.bed"
+    for spec in manifest["analysis_config"]["annotations"]:
+        if spec["name"] == "repeats":
+            spec["path"] = str(missing)
+    manifest_path.write_text(json.dumps(manifest))
+    at = open_page(monkeypatch, runs)
+    assert any(i.value.startswith("Track not drawn: repeats") and str(missing) in i.value for i in at.info)
+    region = chart_specs(at)[-1]
+    assert "repeats" not in {t.get("legendgroup") for t in region["data"]}
+    assert "chromatin_states" in {t.get("legendgroup") for t in region["data"]}
+
+
+@pytest.mark.parametrize("name, charts_left", [
+    (run.WINDOW_ANNOTATIONS, 3), (run.PROBE_SCORES, 3), (run.TOKENS, 2),
+], ids=["window-annotations", "probes", "tokens"])
+def test_corrupted_artifact_shows_an_error_not_a_traceback(monkeypatch, tmp_path, tiny_run, name, charts_left):
+    at = open_page(monkeypatch, copy_run(tiny_run, tmp_path, corrupt=(name,)))
+    assert any(name in e.value and "could not be read" in e.value for e in at.error), [e.value for e in at.error]
+    assert len(at.get("plotly_chart")) == charts_left

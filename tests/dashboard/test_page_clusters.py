@@ -1,0 +1,193 @@
+"""The GC/AG content clusters page run headless (AppTest) on the tiny pipeline run, from the app's entry point.
+
+AppTest sees a plotly chart as its JSON spec: the number of traces and points is checked from it;
+what the figures look like is covered by test_charts_clusters.py (pure builders).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from analysis import run
+
+APP = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
+PAGE = "views/clusters.py"
+TIMEOUT = 60  # s per script run: the first imports pandas, plotly and pyarrow
+
+
+def open_page(monkeypatch, runs_dir: Path, **query: str) -> AppTest:
+    """The app with ``GROVER_RUNS_DIR=runs_dir`` and the link ``query``, switched to this page."""
+    monkeypatch.setenv("GROVER_RUNS_DIR", str(runs_dir))
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.query_params.update(query)
+    at.run()
+    at.switch_page(PAGE).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def caption(at: AppTest, text: str) -> str:
+    found = [c.value for c in at.caption if text in c.value]
+    assert len(found) == 1, [c.value for c in at.caption]
+    return found[0]
+
+
+def param(at: AppTest, name: str) -> str:
+    value = at.query_params[name]
+    return value[0] if isinstance(value, list) else value
+
+
+def chart_specs(at: AppTest) -> list[dict]:
+    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+def points_in(spec: dict) -> int:
+    return sum(len(trace.get("customdata") or []) for trace in spec["data"])
+
+
+def frame(at: AppTest, column: str):
+    found = [df.value for df in at.dataframe if column in df.value.columns]
+    assert len(found) == 1, [list(df.value.columns) for df in at.dataframe]
+    return found[0]
+
+
+def copy_run(tiny_run: Path, dest: Path, *, drop: tuple[str, ...] = (), corrupt: tuple[str, ...] = ()) -> Path:
+    """A copy of the tiny run in ``dest/tiny`` without the ``drop`` files and with garbage in ``corrupt``."""
+    out = dest / "tiny"
+    shutil.copytree(tiny_run, out)
+    for name in drop:
+        (out / name).unlink()
+    for name in corrupt:
+        (out / name).write_bytes(b"this is not a parquet file \x00\xff" * 10)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def tables(tiny_run):
+    return {name: run.load_table(tiny_run, name) for name in
+            (run.TOKEN_CLUSTERS, run.CLUSTER_PROFILES, run.CLUSTER_ENRICHMENT, run.TOKEN_PROJECTIONS)}
+
+
+def at_layer(table, layer: int, method: str):
+    return table[(table["layer"] == layer) & (table["method"] == method)]
+
+
+def test_page_shows_map_gc_ag_profiles_and_enrichment(monkeypatch, runs_dir, tiny_run, tables):
+    clusters = tables[run.TOKEN_CLUSTERS]
+    last = int(clusters["layer"].max())
+    chosen = at_layer(clusters, last, "kmeans")
+    projected = at_layer(tables[run.TOKEN_PROJECTIONS], last, "umap")
+    n_drawn = int(chosen["token_id"].isin(projected["token_id"]).sum())
+
+    at = open_page(monkeypatch, runs_dir)
+
+    assert at.title[0].value == "GC/AG content clusters"
+    assert [s.value for s in at.subheader] == ["Cluster map", "GC against AG", "Cluster profiles", "Annotation profile"]
+    assert at.select_slider(key="cl_layer").value == last and at.radio(key="cl_method").value == "kmeans"
+    specs = chart_specs(at)
+    assert len(specs) == 4  # map, GC-AG, profiles, enrichment heatmap
+    assert points_in(specs[0]) == n_drawn and len(specs[0]["data"]) == chosen["cluster"].nunique()
+    assert all(trace["type"] == "scattergl" for trace in specs[0]["data"] + specs[1]["data"])
+    assert caption(at, "tokens drawn: every").startswith(f"{n_drawn:,} tokens drawn: every clustered token at layer {last}")
+    assert "no subsampling" in caption(at, "tokens drawn: every")
+
+    profile = frame(at, "example_tokens")
+    expected = at_layer(tables[run.CLUSTER_PROFILES], last, "kmeans")
+    assert profile["cluster"].tolist() == sorted(expected["cluster"])
+    assert int(profile["n_tokens"].sum()) == len(chosen)
+
+    enrichment = at_layer(tables[run.CLUSTER_ENRICHMENT], last, "kmeans")
+    significant = int((enrichment["q_value"] < 0.05).sum())
+    assert f"{significant} of {len(enrichment)} cells" in caption(at, "Benjamini-Hochberg")
+    heatmaps = [t for t in specs[3]["data"] if t["type"] == "heatmap"]
+    assert len(heatmaps) == 2  # chromatin states, repeats
+    assert sum(len(t["x"]) for t in heatmaps) == enrichment["annotation"].nunique()
+    assert "Choose a cluster above" in caption(at, "Choose a cluster")
+
+
+def test_widgets_change_what_is_shown(monkeypatch, runs_dir, tiny_run, tables):
+    clusters = tables[run.TOKEN_CLUSTERS]
+    at = open_page(monkeypatch, runs_dir)
+
+    at.select_slider(key="cl_layer").set_value(0).run()
+    at.radio(key="cl_method").set_value("hierarchical").run()
+    at.radio(key="cl_projection").set_value("pca").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "at layer 0 on the PCA token map" in caption(at, "tokens drawn: every")
+    assert (param(at, "layer"), param(at, "method"), param(at, "proj")) == ("0", "hierarchical", "pca")
+    expected = at_layer(tables[run.CLUSTER_PROFILES], 0, "hierarchical").sort_values("cluster")
+    assert frame(at, "example_tokens")["example_tokens"].tolist() == expected["example_tokens"].tolist()
+
+    chosen = at_layer(clusters, 0, "hierarchical")
+    cluster = int(chosen["cluster"].max())
+    at.selectbox(key="cl_cluster").set_value(cluster).run()
+    assert not at.exception, [e.value for e in at.exception]
+    members = frame(at, "cpg")
+    assert set(members["token_id"]) == set(chosen.loc[chosen["cluster"] == cluster, "token_id"])
+    assert members["frequency"].is_monotonic_decreasing
+    assert at.subheader[-1].value == f"Tokens of cluster {cluster} ({len(members):,})"
+    assert param(at, "cluster") == str(cluster)
+    assert at.get("download_button")  # the members' CSV among the downloads
+    opacities = [t["marker"]["opacity"] for t in chart_specs(at)[0]["data"]]
+    assert opacities.count(0.85) == 1  # the chosen cluster stands out, the others are dimmed
+
+    at.selectbox(key="cl_cluster").set_value(None).run()
+    assert "cluster" not in at.query_params and "Choose a cluster above" in caption(at, "Choose a cluster")
+
+
+def test_clicking_a_token_chooses_its_cluster(monkeypatch, runs_dir, tiny_run, tables):
+    at = open_page(monkeypatch, runs_dir)
+    trace = chart_specs(at)[0]["data"][-1]
+    clicked = trace["customdata"][0]  # token id, token, cluster, ...
+    at.session_state["cl_map"] = {"selection": {"points": [{"curve_number": 0, "point_index": 0, "customdata": clicked}],
+                                                "point_indices": [0], "box": [], "lasso": []}}
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.selectbox(key="cl_cluster").value == clicked[2]
+    assert clicked[0] in set(frame(at, "cpg")["token_id"])
+
+    at.selectbox(key="cl_cluster").set_value(None).run()  # the same click is not applied twice
+    assert at.selectbox(key="cl_cluster").value is None
+
+
+def test_link_seeds_the_widgets(monkeypatch, runs_dir, tiny_run, tables):
+    at = open_page(monkeypatch, runs_dir, layer="0", method="hierarchical", proj="pca", cluster="1")
+    assert at.select_slider(key="cl_layer").value == 0
+    assert at.radio(key="cl_method").value == "hierarchical"
+    assert at.radio(key="cl_projection").value == "pca"
+    assert at.selectbox(key="cl_cluster").value == 1
+    expected = at_layer(tables[run.TOKEN_CLUSTERS], 0, "hierarchical")
+    assert len(frame(at, "cpg")) == int((expected["cluster"] == 1).sum())
+
+
+def test_bad_link_values_fall_back_to_defaults(monkeypatch, runs_dir, tiny_run, tables):
+    at = open_page(monkeypatch, runs_dir, layer="99", method="nonsense", proj="tsne", cluster="x")
+    assert at.select_slider(key="cl_layer").value == int(tables[run.TOKEN_CLUSTERS]["layer"].max())
+    assert at.radio(key="cl_method").value == "kmeans" and at.radio(key="cl_projection").value == "umap"
+    assert at.selectbox(key="cl_cluster").value is None
+
+
+@pytest.mark.parametrize("name", [run.TOKEN_CLUSTERS, run.CLUSTER_PROFILES, run.TOKEN_PROJECTIONS])
+def test_missing_artifact_names_the_command(monkeypatch, tmp_path, tiny_run, name):
+    at = open_page(monkeypatch, copy_run(tiny_run, tmp_path, drop=(name,)))
+    assert any(name in i.value and "grover analyze" in i.value for i in at.info), [i.value for i in at.info]
+    assert not at.get("plotly_chart")
+
+
+def test_missing_enrichment_keeps_the_rest_of_the_page(monkeypatch, tmp_path, tiny_run):
+    at = open_page(monkeypatch, copy_run(tiny_run, tmp_path, drop=(run.CLUSTER_ENRICHMENT,)))
+    message = next(i.value for i in at.info if run.CLUSTER_ENRICHMENT in i.value)
+    assert "grover analyze" in message and "--only clusters" in message
+    assert len(at.get("plotly_chart")) == 3 and frame(at, "example_tokens") is not None
+
+
+@pytest.mark.parametrize("name, charts_left", [(run.TOKEN_CLUSTERS, 0), (run.CLUSTER_ENRICHMENT, 3)],
+                         ids=["clusters", "enrichment"])
+def test_corrupted_artifact_shows_an_error_not_a_traceback(monkeypatch, tmp_path, tiny_run, name, charts_left):
+    at = open_page(monkeypatch, copy_run(tiny_run, tmp_path, corrupt=(name,)))
+    assert any(name in e.value and "could not be read" in e.value for e in at.error), [e.value for e in at.error]
+    assert len(at.get("plotly_chart")) == charts_left
