@@ -65,6 +65,11 @@ def serve(runs: Path, port: int) -> subprocess.Popen:
     raise RuntimeError("streamlit did not start")
 
 
+def _path_of(url: str) -> str:
+    """The page part of an app URL: ``http://host:port/token-map?run=x`` -> ``token-map``."""
+    return url.split("?", 1)[0].split("/", 3)[-1].strip("/") if url.count("/") >= 3 else ""
+
+
 def settle(page, n_charts: int) -> None:
     page.wait_for_selector('[data-testid="stMain"]', timeout=120_000)
     page.wait_for_function(SETTLED_JS, arg=n_charts, timeout=120_000, polling=50)
@@ -95,12 +100,14 @@ def measure(runs: Path, run_name: str, *, repeats: int, screenshots: Path) -> di
                     page.goto(url)
                     settle(page, n_charts)
                     cached.append(time.perf_counter() - started)
-                    # In-app navigation: to the Runs page and back through the sidebar link.
-                    page.get_by_role("link", name="Runs").first.click()
-                    settle(page, 0)
+                    # In-app navigation: to another page and back through the sidebar link.
+                    other_path, (other_title, other_charts) = next((p, v) for p, v in PAGES.items() if p != path)
+                    page.get_by_role("link", name=other_title).first.click()
+                    page.wait_for_url(lambda u, p=other_path: _path_of(u) == p, timeout=60_000, wait_until="commit")
+                    settle(page, other_charts)
                     started = time.perf_counter()
                     page.get_by_role("link", name=title).first.click()
-                    page.wait_for_url(f"**/{path}*" if path else "**/", timeout=60_000)
+                    page.wait_for_url(lambda u, p=path: _path_of(u) == p, timeout=60_000, wait_until="commit")
                     settle(page, n_charts)
                     switched.append(time.perf_counter() - started)
                 errors = page.locator('[data-testid="stException"], [data-testid="stAlertContentError"]').count()

@@ -621,7 +621,7 @@ def report(speed: list[dict], memory: dict | None, self_sim: dict | None, gpu: d
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for f in speed:
         w, s = f["windows_per_s"], f["spread"]
-        spread = " / ".join(f"{s[m]:.0%}" for m in ("extraction", "naive", "bare") if m in s)
+        spread = " / ".join(f"{s[m]:.0%}" if m in s else "n/a" for m in ("extraction", "naive", "bare"))
         if max(s.values()) > HIGH_SPREAD:
             spread += " (high)"
         naive = f"{w['naive']:.2f}" if "naive" in w else "not run"

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -88,7 +89,7 @@ class ExtractionConfig:
     window_embeddings: bool = True  # keep [CLS] / mean / similarity per window (grows with windows, on disk)
     seed: int = 0  # occurrence priorities; the same seed samples the same occurrences
     checkpoint_every: int = 2000  # windows between checkpoints (and at most max_pending_mb of new samples)
-    max_pending_mb: int = 512
+    max_pending_mb: int = 128  # new samples held in memory between checkpoints (about twice this at a flush)
 
 
 @dataclass
@@ -290,7 +291,7 @@ def window_table(genome: TokenizedGenome, *, window_tokens: int, max_windows: in
 class _State:
     """Everything in memory that a checkpoint saves."""
 
-    sums: torch.Tensor  # [layers, vocab, hidden] float64 on the model's device
+    sums: torch.Tensor  # [vocab, layers * hidden] float64 on the model's device (one index_add per batch)
     counts: np.ndarray  # [vocab] int64
     keys: np.ndarray  # [vocab, K] uint64
     sample_chromosome: np.ndarray  # [vocab, K] int32
@@ -363,14 +364,14 @@ def extract_embeddings(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBas
         np.lib.format.open_memmap(out_dir / SAMPLES, mode="w+", dtype=np.float16, shape=(layers, vocab, capacity, hidden))
         if config.window_embeddings:  # full size in every shard: sparse files, each shard fills its rows
             _create_window_arrays(out_dir, len(windows), layers, hidden)
-    samples = np.load(out_dir / SAMPLES, mmap_mode="r+")
+    samples = _open_for_scattered_writes(out_dir / SAMPLES)
     window_arrays = _open_window_arrays(out_dir) if config.window_embeddings else None
     if resume:
         state = _load_checkpoint(out_dir / CHECKPOINT, device)
         _apply_pending(samples, state, capacity)  # idempotent: a kill may have come before or after it
         state.pending_flat, state.pending_embeddings = [], []
     else:
-        state = _State(sums=torch.zeros((layers, vocab, hidden), dtype=torch.float64, device=device),
+        state = _State(sums=torch.zeros((vocab, layers * hidden), dtype=torch.float64, device=device),
                        counts=np.zeros(vocab, dtype=np.int64),
                        keys=np.full((vocab, capacity), EMPTY_KEY, dtype=np.uint64),
                        sample_chromosome=np.full((vocab, capacity), -1, dtype=np.int32),
@@ -399,10 +400,13 @@ def extract_embeddings(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBas
         attention = batch["attention_mask"].to(device, non_blocking=True)
         with autocast_for(device):
             out = model(input_ids=input_ids, attention_mask=attention, output_hidden_states=True)
-        _accumulate(state, out.hidden_states, input_ids, attention, skip_device, ids_list, starts_list, chrom_list,
+        # One [batch, length, layers, hidden] float32 tensor: every later step reads it in one pass.
+        stacked = torch.stack(out.hidden_states, dim=2).float()
+        del out
+        _accumulate(state, stacked, input_ids, attention, skip_device, ids_list, starts_list, chrom_list,
                     config=config, capacity=capacity, layers=layers, skip=skip)
         if window_arrays is not None:
-            _write_window_rows(window_arrays, chunk["window_index"].to_numpy(), out.hidden_states, input_ids,
+            _write_window_rows(window_arrays, chunk["window_index"].to_numpy(), stacked, input_ids,
                                attention, skip_device)
         state.windows_done += len(chunk)
         processed_now += len(chunk)
@@ -420,16 +424,17 @@ def extract_embeddings(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBas
     return out_dir
 
 
-def _accumulate(state: _State, hidden_states, input_ids: torch.Tensor, attention: torch.Tensor,
+def _accumulate(state: _State, stacked: torch.Tensor, input_ids: torch.Tensor, attention: torch.Tensor,
                 skip_device: torch.Tensor, ids_list, starts_list, chrom_list, *, config: ExtractionConfig,
                 capacity: int, layers: int, skip: np.ndarray) -> None:
-    """Add one batch to the sums, counts and occurrence samples."""
+    """Add one batch (``stacked``: [batch, length, layers, hidden]) to the sums, counts and samples."""
     keep = (~skip_device[input_ids]) & attention.bool()  # [batch, length]
-    flat_keep = keep.flatten()
-    kept_ids = input_ids.flatten()[flat_keep]
-    for layer, hidden in enumerate(hidden_states):
-        flat = hidden.reshape(-1, hidden.shape[-1])[flat_keep]
-        state.sums[layer].index_add_(0, kept_ids, flat.to(torch.float64))
+    flat = stacked.reshape(-1, stacked.shape[2] * stacked.shape[3])[keep.flatten()]  # [kept, layers * hidden]
+    kept_ids = input_ids.flatten()[keep.flatten()]
+    # Sum in float32 within the batch (a few thousand vectors), accumulate across batches in float64.
+    batch_sums = torch.zeros(state.sums.shape, dtype=torch.float32, device=flat.device)
+    batch_sums.index_add_(0, kept_ids, flat)
+    state.sums += batch_sums
     # Host-side bookkeeping, in the order of the kept positions (row-major over [batch, length]).
     tokens = np.concatenate(ids_list)
     starts = np.concatenate(starts_list)
@@ -447,33 +452,48 @@ def _accumulate(state: _State, hidden_states, input_ids: torch.Tensor, attention
     state.sample_chromosome[rows, slots] = chrom[accepted]
     state.sample_start[rows, slots] = starts[accepted]
     # The kept device positions are in the same order as the host arrays (both row-major, specials out).
-    positions = torch.from_numpy(accepted).to(input_ids.device)
-    picked = torch.stack([h.reshape(-1, h.shape[-1])[flat_keep][positions] for h in hidden_states], dim=1)
+    picked = flat[torch.from_numpy(accepted).to(flat.device)].view(-1, layers, stacked.shape[3])
     state.pending_flat.append(rows * capacity + slots)
     state.pending_embeddings.append(picked.to(torch.float16).cpu().numpy())
 
 
-def _window_vectors(hidden: torch.Tensor, input_ids: torch.Tensor, attention: torch.Tensor,
+def _window_vectors(stacked: torch.Tensor, input_ids: torch.Tensor, attention: torch.Tensor,
                     skip_device: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per window of one layer: [CLS] vector, mean of its tokens, mean pairwise cosine of its tokens."""
-    hidden = hidden.float()
-    tokens = ((~skip_device[input_ids]) & attention.bool()).unsqueeze(-1).float()  # [batch, length, 1]
-    n = tokens.sum(dim=1)  # [batch, 1]
-    mean = (hidden * tokens).sum(dim=1) / n.clamp(min=1)
-    unit = torch.nn.functional.normalize(hidden, dim=-1) * tokens
-    total = unit.sum(dim=1)
+    """Per window and layer: the [CLS] vector, the mean of its tokens, the mean pairwise cosine of its tokens.
+
+    ``stacked`` is [batch, length, layers, hidden]; returns [batch, layers, hidden] x2 and [batch, layers].
+    """
+    tokens = ((~skip_device[input_ids]) & attention.bool()).float()  # [batch, length]
+    n = tokens.sum(dim=1)[:, None]  # [batch, 1]
+    mean = torch.einsum("bt,btlh->blh", tokens, stacked) / n.clamp(min=1)[..., None]
+    # Sum of unit vectors: weight each token by mask / norm instead of building a normalised copy.
+    weights = tokens[:, :, None] / stacked.norm(dim=-1).clamp(min=1e-12)  # [batch, length, layers]
+    total = torch.einsum("btl,btlh->blh", weights, stacked)
     pairs = n * (n - 1)
-    similarity = ((total * total).sum(dim=-1, keepdim=True) - n) / pairs.clamp(min=1)
+    similarity = ((total * total).sum(dim=-1) - n) / pairs.clamp(min=1)
     similarity = torch.where(pairs > 0, similarity, torch.full_like(similarity, float("nan")))
-    return hidden[:, 0], mean, similarity.squeeze(-1)
+    return stacked[:, 0], mean, similarity
 
 
-def _write_window_rows(window_arrays, rows: np.ndarray, hidden_states, input_ids, attention, skip_device) -> None:
+def _write_window_rows(window_arrays, rows: np.ndarray, stacked, input_ids, attention, skip_device) -> None:
     cls_out, mean_out, similarity_out = window_arrays
-    parts = [_window_vectors(h, input_ids, attention, skip_device) for h in hidden_states]
-    cls_out[rows] = torch.stack([p[0] for p in parts], dim=1).to(torch.float16).cpu().numpy()
-    mean_out[rows] = torch.stack([p[1] for p in parts], dim=1).to(torch.float16).cpu().numpy()
-    similarity_out[rows] = torch.stack([p[2] for p in parts], dim=1).cpu().numpy()
+    cls, mean, similarity = _window_vectors(stacked, input_ids, attention, skip_device)
+    cls_out[rows] = cls.to(torch.float16).cpu().numpy()
+    mean_out[rows] = mean.to(torch.float16).cpu().numpy()
+    similarity_out[rows] = similarity.cpu().numpy()
+
+
+def _open_for_scattered_writes(path: Path) -> np.memmap:
+    """Memory-map an .npy for writing scattered rows; tell the kernel not to read ahead.
+
+    Samples land in scattered slots; with the default read-ahead every page fault pulls megabytes of
+    the (sparse) file in, which made writing the samples slower than the model's forward pass.
+    """
+    array = np.load(path, mmap_mode="r+")
+    mapping = getattr(array, "_mmap", None)
+    if mapping is not None and hasattr(mapping, "madvise") and hasattr(mmap, "MADV_RANDOM"):
+        mapping.madvise(mmap.MADV_RANDOM)
+    return array
 
 
 def _create_window_arrays(out_dir: Path, n_windows: int, layers: int, hidden: int) -> None:
@@ -493,15 +513,13 @@ def _apply_pending(samples: np.memmap, state: _State, capacity: int) -> None:
     if not state.pending_flat:
         return
     flat = np.concatenate(state.pending_flat)
-    embeddings = np.concatenate(state.pending_embeddings)
-    # A slot refilled twice keeps its latest sample: take the last occurrence of each slot.
+    embeddings = state.pending_embeddings[0] if len(state.pending_embeddings) == 1 else \
+        np.concatenate(state.pending_embeddings)
+    # A slot refilled twice keeps its latest sample: take the last occurrence of each slot, in slot order.
     last = flat.size - 1 - np.unique(flat[::-1], return_index=True)[1]
-    flat, embeddings = flat[last], embeddings[last]
-    order = np.argsort(flat)
-    flat, embeddings = flat[order], embeddings[order]
-    rows, slots = np.divmod(flat, capacity)
-    for layer in range(samples.shape[0]):
-        samples[layer, rows, slots] = embeddings[:, layer]
+    rows, slots = np.divmod(flat[last], capacity)
+    for layer in range(samples.shape[0]):  # one layer at a time: no second full copy of the pending samples
+        samples[layer, rows, slots] = embeddings[last, layer]
     samples.flush()
 
 
@@ -548,7 +566,9 @@ def _finish(out_dir: Path, state: _State, samples, window_arrays, capacity: int,
     if window_arrays is not None:
         for array in window_arrays:
             array.flush()
-    _write_token_means(out_dir, state.sums.cpu().numpy(), state.counts, save_file)
+    vocab = state.sums.shape[0]
+    sums = state.sums.cpu().numpy().reshape(vocab, samples.shape[0], -1).transpose(1, 0, 2)  # [layers, vocab, hidden]
+    _write_token_means(out_dir, sums, state.counts, save_file)
     _save_npy(out_dir / SAMPLE_KEYS, state.keys)
     _save_npy(out_dir / SAMPLE_CHROMOSOME, state.sample_chromosome)
     _save_npy(out_dir / SAMPLE_START, state.sample_start)
@@ -562,10 +582,12 @@ def _sort_slots_by_key(samples: np.memmap, state: _State, *, block: int = 64) ->
     same file as one process) in which the first k samples are themselves a uniform sample of k."""
     order = np.argsort(state.keys, axis=1, kind="stable")
     moved = np.flatnonzero((order != np.arange(order.shape[1])).any(axis=1))
+    filled = (state.keys != EMPTY_KEY).sum(axis=1)
     for begin in range(0, moved.size, block):
         rows = moved[begin:begin + block]
+        k = int(filled[rows].max())  # free slots sit after the filled ones and stay put: move only 0..k-1
         for layer in range(samples.shape[0]):
-            samples[layer, rows] = samples[layer, rows[:, None], order[rows]]
+            samples[layer, rows, :k] = samples[layer, rows[:, None], order[rows, :k]]
     samples.flush()
     state.keys = np.take_along_axis(state.keys, order, axis=1)
     state.sample_chromosome = np.take_along_axis(state.sample_chromosome, order, axis=1)

@@ -33,11 +33,19 @@ IGNORE_INDEX = -100  # label of positions that do not count in the loss
 
 @dataclass(frozen=True)
 class MaskingConfig:
-    """GROVER's masking: select 2.2% of tokens; of those 80% [MASK], 10% a random token, 10% unchanged."""
+    """GROVER's masking: select 2.2% of tokens; of those 80% become [MASK] and the rest a random token.
+
+    (GROVER paper, Methods; BERT's usual rule keeps 10% unchanged instead: ``MaskingConfig.bert()``.)
+    """
 
     select_fraction: float = 0.022
     mask_token_fraction: float = 0.8
-    random_token_fraction: float = 0.1  # the rest stay unchanged
+    random_token_fraction: float = 0.2  # what is left after [MASK] and random stays unchanged
+
+    @classmethod
+    def bert(cls, select_fraction: float = 0.15) -> MaskingConfig:
+        """BERT's rule: 15% selected; 80% [MASK], 10% random, 10% unchanged."""
+        return cls(select_fraction=select_fraction, mask_token_fraction=0.8, random_token_fraction=0.1)
 
     def __post_init__(self):
         if not 0 < self.select_fraction <= 1:
@@ -414,9 +422,9 @@ def evaluate_masked_lm(model: BertForMaskedLM, tokenizer: PreTrainedTokenizerBas
     The baseline predicts tokens by their frequency in ``baseline_counts`` (the training chromosomes):
     top-1 is the commonest token, its perplexity that of the unigram distribution.
 
-    Two scorings: ``masked_*`` over every selected position (the MLM convention: 80% shown as
-    [MASK], 10% a random token, 10% unchanged, and the unchanged ones are easy), and ``mask_only_*``
-    over the positions the model saw as [MASK] only, the honest "predict a hidden token" number.
+    Two scorings: ``masked_*`` over every selected position (the MLM convention; under BERT's rule
+    10% of them stay unchanged and are easy to "predict"), and ``mask_only_*`` over the positions the
+    model saw as [MASK] only, the plain "predict a hidden token" number.
 
     Returns
     -------

@@ -164,7 +164,7 @@ def _parse_overrides(pairs: list[str]) -> dict:
 def _cmd_pretrain(args) -> None:
     from grover_core.distributed import setup_distributed, teardown_distributed
     from grover_core.model import build_model, count_parameters, model_config
-    from grover_core.pretrain import MaskingConfig, PretrainConfig, pretrain
+    from grover_core.pretrain import PretrainConfig, pretrain
     from grover_core.tokenizer import load_tokenizer
 
     genome = _open_tokenized(args.tokenized)
@@ -176,7 +176,7 @@ def _cmd_pretrain(args) -> None:
         warmup_steps=args.warmup, held_out_chromosomes=tuple(args.held_out or ()), split=args.split,
         checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep, compile=args.compile,
         seed=args.seed, log_every=args.log_every,
-        masking=MaskingConfig(select_fraction=args.mask_fraction))
+        masking=_masking(args))
     dist = setup_distributed()
     try:
         out = Path(args.out)
@@ -204,7 +204,7 @@ def _cmd_pretrain(args) -> None:
 
 def _cmd_eval(args) -> None:
     from grover_core.model import load_model
-    from grover_core.pretrain import MaskingConfig, PretrainConfig, evaluate_masked_lm, split_regions
+    from grover_core.pretrain import PretrainConfig, evaluate_masked_lm, split_regions
     from grover_core.tokenizer import load_tokenizer
 
     genome = _open_tokenized(args.tokenized)
@@ -216,7 +216,7 @@ def _cmd_eval(args) -> None:
     for name, begin, end in train:
         counts += np.bincount(np.asarray(genome.ids(name)[begin:end]), minlength=len(tokenizer))[: len(tokenizer)]
     result = evaluate_masked_lm(model, tokenizer, genome, chromosomes=held, baseline_counts=counts,
-                                windows=args.windows, masking=MaskingConfig(select_fraction=args.mask_fraction),
+                                windows=args.windows, masking=_masking(args),
                                 seed=args.seed + 1)
     text = json.dumps(result, indent=2)
     print(text)
@@ -446,6 +446,14 @@ def _vocabularies_of_run(args) -> None:
     print(f"vocabularies {', '.join(names)} -> {run_dir / run_format.VOCABULARIES_DIR}")
 
 
+def _masking(args):
+    from grover_core.pretrain import MaskingConfig
+
+    if args.masking == "bert":
+        return MaskingConfig.bert(args.mask_fraction)
+    return MaskingConfig(select_fraction=args.mask_fraction)
+
+
 def _require_file(path: str) -> None:
     if not Path(path).is_file():
         raise GroverInputError(f"genome file not found: {path}. Give the path of a FASTA (.fa, .fa.gz) or 2bit genome file.")
@@ -454,6 +462,9 @@ def _require_file(path: str) -> None:
 def _add_masking_and_split_options(p: argparse.ArgumentParser) -> None:
     """Options `pretrain` and `eval` share: `eval` must see the split and masking training used."""
     p.add_argument("--mask-fraction", type=float, default=0.022, help="share of tokens selected (GROVER: 0.022)")
+    p.add_argument("--masking", choices=["grover", "bert"], default="grover",
+                   help="what a selected token becomes: grover = 80%% [MASK] / 20%% random; "
+                   "bert = 80%% [MASK] / 10%% random / 10%% unchanged")
     p.add_argument("--split", choices=["chromosome", "random"], default="chromosome")
     p.add_argument("--held-out", nargs="*", default=None, help="held-out chromosomes (default: the last)")
     p.add_argument("--seed", type=int, default=0, help="seeds the sampling order and the random split")

@@ -88,8 +88,13 @@ def test_grover_masking_proportions_and_specials():
     to_mask = (masked[selected] == 4).float().mean().item()
     unchanged = (masked[selected] == ids[selected]).float().mean().item()
     assert abs(to_mask - 0.8) < 0.02
-    assert abs(unchanged - (0.1 + 0.1 / 45)) < 0.02  # 10% kept, plus random draws that hit the original
+    assert abs(unchanged - 0.2 / 45) < 0.01  # GROVER keeps none: only random draws that hit the original
     assert not special[masked[selected & (masked != 4)]].any()  # random replacements are never special
+    # BERT's rule, as an option: 10% of the selection stays as it was.
+    masked, labels = mask_tokens(ids, special=special, mask_token_id=4, config=MaskingConfig.bert(0.022),
+                                 generator=generator)
+    selected = labels != IGNORE_INDEX
+    assert abs((masked[selected] == ids[selected]).float().mean().item() - (0.1 + 0.1 / 45)) < 0.02
 
 
 def test_masking_selects_at_least_one_token():
