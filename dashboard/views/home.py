@@ -160,6 +160,13 @@ with left:
         f"baseline {figures.format_percent(evaluation.get('frequency_baseline_top10_accuracy'))})",
         "Masked-token perplexity": "" if perplexity is None else f"{perplexity:.1f}"
         + ("" if baseline_perplexity is None else f" (frequency baseline {baseline_perplexity:.1f})"),
+        # Scored on positions shown as [MASK] only: nothing to copy from the input.
+        "Hidden ([MASK]) tokens only": "not in this run's evaluation"
+        if evaluation.get("mask_only_top1_accuracy") is None else
+        f"top-1 {figures.format_percent(evaluation.get('mask_only_top1_accuracy'))} (baseline "
+        f"{figures.format_percent(evaluation.get('frequency_baseline_mask_only_top1_accuracy'))}), perplexity "
+        f"{evaluation.get('mask_only_perplexity', float('nan')):.1f} (baseline "
+        f"{evaluation.get('frequency_baseline_mask_only_perplexity', float('nan')):.1f})",
     }))
 with middle:
     st.subheader("Genome")

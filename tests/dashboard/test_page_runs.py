@@ -185,3 +185,12 @@ def test_evaluation_json_fills_the_table_when_the_manifest_has_none_and_a_damage
     assert table.loc["good", "held-out top-1"] == pytest.approx(evaluation["masked_top1_accuracy"])
     assert pd.isna(table.loc["bad", "held-out top-1"])
     assert {m.label: m.value for m in at.metric}["Masked top-1 accuracy"] == "—"
+
+
+def test_details_show_the_accuracy_on_hidden_tokens_beside_its_baseline(monkeypatch, runs_dir, tiny_run):
+    evaluation = run.load_evaluation(tiny_run)
+    at = open_app(monkeypatch, runs_dir)
+    text = "\n".join(m.value for m in at.markdown)
+    expected = (f"top-1 {figures.format_percent(evaluation['mask_only_top1_accuracy'])} (baseline "
+                f"{figures.format_percent(evaluation['frequency_baseline_mask_only_top1_accuracy'])})")
+    assert "Hidden ([MASK]) tokens only" in text and expected in text
