@@ -126,10 +126,11 @@ def load_extraction(run_dir: Path | str) -> tuple[dict[str, Any], pd.DataFrame, 
     return _extraction(str(run_dir), _mtime_ns(marker))
 
 
-def table_or_stop(run_dir: Path | str, name: str) -> pd.DataFrame:
-    """Return an artifact table; when it is missing or unreadable, say why and how to fix it, and stop the page.
+def table_or_none(run_dir: Path | str, name: str) -> pd.DataFrame | None:
+    """Return an artifact table, or None after saying why not, so the rest of the page goes on.
 
-    A missing file names the command that makes it; a corrupted one says so (the app stays up).
+    A missing file gets an info naming the command that makes it; a corrupted one an error (the app
+    stays up).
     """
     try:
         return load_table(run_dir, name)
@@ -138,7 +139,15 @@ def table_or_stop(run_dir: Path | str, name: str) -> pd.DataFrame:
     except Exception as error:  # a damaged Parquet file: pyarrow raises many types
         st.error(f"`{name}` in `{run_dir}` could not be read ({type(error).__name__}: {error}). "
                  f"Remake it with `{run.command_for(run_dir, name)}`.")
-    st.stop()
+    return None
+
+
+def table_or_stop(run_dir: Path | str, name: str) -> pd.DataFrame:
+    """Return an artifact table; when it is missing or unreadable, say why (``table_or_none``) and stop the page."""
+    table = table_or_none(run_dir, name)
+    if table is None:
+        st.stop()
+    return table
 
 
 def current_run() -> Path | None:
@@ -160,8 +169,8 @@ def require_run() -> Path:
     return chosen
 
 
-# Read straight from the files (layouts documented in grover_core.extract and grover_core.tokenized_genome):
-# importing those modules pulls in torch and numba, ~10 s on a first page visit, for a few array rows.
+# The sample positions are read straight from the files (layout documented in grover_core.extract):
+# importing that module pulls in torch, seconds on a first page visit, for a few array rows.
 _SAMPLE_CHROMOSOME = "sample_chromosome.npy"  # [vocab, K] int32 index into extraction.json "chromosomes"; -1 unused
 _SAMPLE_START = "sample_start.npy"  # [vocab, K] int64 0-based start of each sampled occurrence
 
@@ -172,20 +181,18 @@ def _occurrence_contexts(run_dir: str, token_id: int, n: int, width: int, mtime_
 
     import numpy as np
 
+    from grover_core.tokenized_genome import TokenizedGenome
+
     embeddings = Path(run_dir) / run.EMBEDDINGS_DIR
     names = json.loads((embeddings / "extraction.json").read_text())["chromosomes"]
     chromosome = np.load(embeddings / _SAMPLE_CHROMOSOME, mmap_mode="r")[token_id]
     start = np.load(embeddings / _SAMPLE_START, mmap_mode="r")[token_id]
     slots = np.flatnonzero(chromosome >= 0)[:n]  # slots are in sampling order: the first n are a uniform sample
-    tokenized = Path(run_dir) / run.TOKENIZED_DIR
-    arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # chromosome -> memory-mapped (ids, starts)
+    genome = TokenizedGenome.open(Path(run_dir) / run.TOKENIZED_DIR)
     rows = []
     for slot in slots:
         name, position = names[int(chromosome[slot])], int(start[slot])
-        if name not in arrays:
-            arrays[name] = (np.load(tokenized / f"{name}.ids.npy", mmap_mode="r"),
-                            np.load(tokenized / f"{name}.starts.npy", mmap_mode="r"))
-        ids, starts = arrays[name]
+        ids, starts = genome.ids(name), genome.starts(name)  # memory-mapped
         at = int(np.searchsorted(starts, position))
         found = at < len(starts) and int(starts[at]) == position and int(ids[at]) == token_id
         low, high = max(0, at - width), min(len(ids), at + width + 1)

@@ -41,3 +41,14 @@ def to_link(param: str, value: Any) -> None:
     text = str(value)
     if st.query_params.get(param) != text:
         st.query_params[param] = text
+
+
+def seed_choice(key: str, param: str, options: list, default, *, parse: Callable[[str], Any] = str) -> None:
+    """Seed widget ``key`` from ``?param=`` (``from_link``); a value that is not an option becomes ``default``.
+
+    Keeps a still-valid value across reruns, and repairs one left over from another run (other layers,
+    other vocabularies).
+    """
+    from_link(key, param, parse=parse, valid=lambda value: value in options)
+    if st.session_state.get(key) not in options:
+        st.session_state[key] = default

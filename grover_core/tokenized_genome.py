@@ -17,11 +17,14 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from grover_core.atomic import atomic_path
-from grover_core.bpe import TokenizedSegment
+
+if TYPE_CHECKING:  # reading a tokenized genome must stay light (the dashboard does): bpe pulls in numba
+    from grover_core.bpe import TokenizedSegment
 
 INDEX = "index.json"
 

@@ -8,8 +8,6 @@ over at most the vocabulary, and the slice of one genome interval. Each section 
 """
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import streamlit as st
 
@@ -18,6 +16,7 @@ from dashboard import exports, loaders, state
 from dashboard.charts import annotations as charts
 from dashboard.charts import clusters as cluster_charts
 from grover_core.errors import GroverInputError
+from grover_core.tokenized_genome import TokenizedGenome
 
 # Widget keys (prefixed "an_") and the link parameters that reopen the view.
 LAYER_KEY, LAYER_PARAM = "an_layer", "layer"
@@ -37,25 +36,6 @@ PREFERRED_COMPOSITION = "chromatin_states"
 PROBE_METRIC_CHOICES = ("mcc", "balanced_accuracy")
 
 
-def optional_table(run_dir, name: str):
-    """Return an artifact, or None after saying why not (missing: the command; damaged: an error)."""
-    try:
-        return loaders.load_table(run_dir, name)
-    except run.RunNotFoundError as error:
-        st.info(str(error))
-    except Exception as error:  # a damaged Parquet file: pyarrow raises many types
-        st.error(f"`{name}` in `{run_dir}` could not be read ({type(error).__name__}: {error}). "
-                 f"Remake it with `{run.command_for(run_dir, name)}`.")
-    return None
-
-
-def seed_choice(key: str, param: str, options: list, default, *, parse=str) -> None:
-    """Seed a widget from the link, else keep its value when still valid, else use ``default``."""
-    state.from_link(key, param, parse=parse, valid=lambda v: v in options)
-    if st.session_state.get(key) not in options:
-        st.session_state[key] = default
-
-
 run_dir = loaders.require_run()
 st.title("Chromatin and annotations")
 try:
@@ -70,9 +50,9 @@ spec_by_name = {spec.get("name"): spec for spec in specs}
 analysis_params = ((manifest.get("analyses") or {}).get("window_projections") or {}).get("params") or {}
 probe_params = ((manifest.get("analyses") or {}).get("probes") or {}).get("params") or {}
 
-seed_choice(LAYER_KEY, LAYER_PARAM, layers, layers[-1], parse=int)
+state.seed_choice(LAYER_KEY, LAYER_PARAM, layers, layers[-1], parse=int)
 cluster_methods = list((manifest.get("analysis_config") or {}).get("cluster_methods") or ("kmeans", "hierarchical"))
-seed_choice(CLUSTER_METHOD_KEY, CLUSTER_METHOD_PARAM, cluster_methods, cluster_methods[0])
+state.seed_choice(CLUSTER_METHOD_KEY, CLUSTER_METHOD_PARAM, cluster_methods, cluster_methods[0])
 layer_col, method_col = st.columns([3, 2])
 with layer_col:
     if len(layers) > 1:
@@ -91,8 +71,8 @@ stem = f"{run_dir.name}_layer{layer}"
 
 # --- window map -------------------------------------------------------------------------------------
 st.subheader("Window map")
-window_projections = optional_table(run_dir, run.WINDOW_PROJECTIONS)
-window_annotations = optional_table(run_dir, run.WINDOW_ANNOTATIONS) if window_projections is not None else None
+window_projections = loaders.table_or_none(run_dir, run.WINDOW_PROJECTIONS)
+window_annotations = loaders.table_or_none(run_dir, run.WINDOW_ANNOTATIONS) if window_projections is not None else None
 if window_projections is not None and window_annotations is not None:
     options = charts.colour_options(window_annotations)
     projections_present = set(window_projections["method"].astype(str))
@@ -103,8 +83,8 @@ if window_projections is not None and window_annotations is not None:
         st.info(f"`{run.WINDOW_ANNOTATIONS}` holds no annotation column. Make it with "
                 f"`{run.command_for(run_dir, run.WINDOW_ANNOTATIONS)}` after naming annotation files.")
     else:
-        seed_choice(COLOUR_KEY, COLOUR_PARAM, list(options), default_colour)
-        seed_choice(PROJECTION_KEY, PROJECTION_PARAM, projection_methods, projection_methods[0])
+        state.seed_choice(COLOUR_KEY, COLOUR_PARAM, list(options), default_colour)
+        state.seed_choice(PROJECTION_KEY, PROJECTION_PARAM, projection_methods, projection_methods[0])
         colour_col, projection_col = st.columns([3, 2])
         with colour_col:
             colour_by = st.selectbox("Colour windows by", list(options), format_func=options.get, key=COLOUR_KEY)
@@ -136,8 +116,8 @@ if window_projections is not None and window_annotations is not None:
 
 # --- label composition per token cluster ------------------------------------------------------------
 st.subheader("Label composition per token cluster")
-tokens = optional_table(run_dir, run.TOKENS)
-token_clusters = optional_table(run_dir, run.TOKEN_CLUSTERS) if tokens is not None else None
+tokens = loaders.table_or_none(run_dir, run.TOKENS)
+token_clusters = loaders.table_or_none(run_dir, run.TOKEN_CLUSTERS) if tokens is not None else None
 members = None
 if tokens is not None and token_clusters is not None:
     try:
@@ -150,7 +130,7 @@ if tokens is not None and token_clusters is not None:
                 f"`grover analyze {run_dir} --annotation NAME=PATH`.")
     elif members is not None:
         default = PREFERRED_COMPOSITION if PREFERRED_COMPOSITION in annotations else annotations[0]
-        seed_choice(COMPOSITION_KEY, COMPOSITION_PARAM, annotations, default)
+        state.seed_choice(COMPOSITION_KEY, COMPOSITION_PARAM, annotations, default)
         annotation = st.selectbox("Annotation", annotations, format_func=cluster_charts.annotation_title,
                                   key=COMPOSITION_KEY)
         state.to_link(COMPOSITION_PARAM, annotation)
@@ -172,13 +152,13 @@ if tokens is not None and token_clusters is not None:
 
 # --- probe scores -----------------------------------------------------------------------------------
 st.subheader("Probe scores per layer")
-scores = optional_table(run_dir, run.PROBE_SCORES)
+scores = loaders.table_or_none(run_dir, run.PROBE_SCORES)
 if scores is not None:
     if scores.empty:
         st.info(f"`{run.PROBE_SCORES}` is empty. Remake it with `{run.command_for(run_dir, run.PROBE_SCORES)}`.")
     else:
         metrics = [m for m in PROBE_METRIC_CHOICES if m in scores.columns]
-        seed_choice(METRIC_KEY, METRIC_PARAM, metrics, metrics[0])
+        state.seed_choice(METRIC_KEY, METRIC_PARAM, metrics, metrics[0])
         metric = st.radio("Score", metrics, format_func=charts.PROBE_METRICS.get, horizontal=True, key=METRIC_KEY)
         state.to_link(METRIC_PARAM, metric)
         fig = charts.probe_figure(scores, metric=metric, current_layer=layer,
@@ -209,22 +189,20 @@ if tokens is None:
             f"`{run.command_for(run_dir, run.TOKENS)}`.")
     st.stop()
 genome_dir = run_dir / run.TOKENIZED_DIR
-genome_info = json.loads(genome_index.read_text())
-chromosomes = list(genome_info.get("chromosomes") or {})
+genome = TokenizedGenome.open(genome_dir)
+chromosomes = genome.chromosomes
 if not chromosomes:
     st.info(f"The tokenized genome in {genome_dir} holds no chromosome. Remake it with "
             f"`{run.command_for(run_dir, run.TOKENIZED_DIR)}`.")
     st.stop()
 lengths_nt = {str(k): int(v) for k, v in ((manifest.get("genome") or {}).get("chromosomes") or {}).items()}
-token_lengths = np.zeros(max(int(genome_info.get("vocab_size", 0)), int(tokens["token_id"].max()) + 1), dtype=np.int64)
+token_lengths = np.zeros(max(genome.vocab_size, int(tokens["token_id"].max()) + 1), dtype=np.int64)
 token_lengths[tokens["token_id"].to_numpy()] = tokens["length"].to_numpy()
 
 
 def genome_arrays(name: str) -> tuple[np.ndarray, np.ndarray]:
-    """Token ids and starts of one chromosome, memory-mapped (grover_core.tokenized_genome's layout, read
-    directly: importing that module pulls in numba, seconds on a first visit, for a slice of two arrays)."""
-    return (np.load(genome_dir / f"{name}.ids.npy", mmap_mode="r"),
-            np.load(genome_dir / f"{name}.starts.npy", mmap_mode="r"))
+    """Token ids and starts of one chromosome, memory-mapped."""
+    return genome.ids(name), genome.starts(name)
 
 
 def chromosome_length(name: str) -> int:
@@ -251,7 +229,7 @@ elif signature != st.session_state.get(CLICK_SEEN_KEY):
 
 state.from_link(START_KEY, START_PARAM, parse=int, valid=lambda v: v >= 0)
 state.from_link(END_KEY, END_PARAM, parse=int, valid=lambda v: v > 0)
-seed_choice(CHROM_KEY, CHROM_PARAM, chromosomes, chromosomes[0])
+state.seed_choice(CHROM_KEY, CHROM_PARAM, chromosomes, chromosomes[0])
 chrom_col, start_col, end_col = st.columns([2, 2, 2])
 with chrom_col:
     chrom = st.selectbox("Chromosome", chromosomes, key=CHROM_KEY)

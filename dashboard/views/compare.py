@@ -58,18 +58,6 @@ def layer_slider(label: str, layers: list[int], key: str) -> int:
     return st.select_slider(label, options=layers, key=key)
 
 
-def optional_table(run_dir: Path, name: str) -> pd.DataFrame | None:
-    """An artifact, or None after saying what is missing (info naming the command) or broken (error)."""
-    try:
-        return loaders.load_table(run_dir, name)
-    except run.RunNotFoundError as error:
-        st.info(str(error))
-    except Exception as error:  # noqa: BLE001 - a damaged Parquet file: pyarrow raises many types
-        st.error(f"`{name}` in `{run_dir}` could not be read ({type(error).__name__}). "
-                 f"Remake it with `{run.command_for(run_dir, name)}`.")
-    return None
-
-
 def token_means_or_none(run_dir: Path) -> dict | None:
     """The run's mean token embeddings, or None after saying what is missing or broken."""
     try:
@@ -243,7 +231,7 @@ for side, column, run_dir, tokens, projections, layer, ids, name in (
         exports.show_figure(fig, stem=f"compare_{Path(run_dir).name}_layer{layer}_{method}_{colour_by}",
                             key=f"cmp_map_{side}", data=points)
         st.markdown(f"**Leading PCs at layer {layer} vs token properties** (Spearman)")
-        correlations = optional_table(run_dir, run.PC_CORRELATIONS)
+        correlations = loaders.table_or_none(run_dir, run.PC_CORRELATIONS)
         pc = figures.pc_property_table(correlations, layer) if correlations is not None else None
         if pc is not None and pc.empty:
             st.info(f"`{run.PC_CORRELATIONS}` of {name} holds no row for layer {layer}.")
@@ -258,8 +246,8 @@ st.caption(
 
 # --- self-similarity by group ----------------------------------------------------------------
 st.subheader("Self-similarity by token group")
-groups_a = optional_table(run_a, run.SELF_SIMILARITY_GROUPS)
-groups_b = optional_table(run_b, run.SELF_SIMILARITY_GROUPS)
+groups_a = loaders.table_or_none(run_a, run.SELF_SIMILARITY_GROUPS)
+groups_b = loaders.table_or_none(run_b, run.SELF_SIMILARITY_GROUPS)
 same_depth = layers_a[-1] == layers_b[-1]
 state.from_link(X_KEY, "x", valid=lambda v: v in X_AXES)
 st.session_state.setdefault(X_KEY, "layer" if same_depth else "depth")
@@ -294,8 +282,8 @@ if groups_a is not None and groups_b is not None:
 st.subheader("Per-token agreement")
 left, right = st.columns(2)
 with left:
-    similarity_a = optional_table(run_a, run.SELF_SIMILARITY)
-    similarity_b = optional_table(run_b, run.SELF_SIMILARITY)
+    similarity_a = loaders.table_or_none(run_a, run.SELF_SIMILARITY)
+    similarity_b = loaders.table_or_none(run_b, run.SELF_SIMILARITY)
     if similarity_a is not None and similarity_b is not None and len(similarity_a) and len(similarity_b):
         last = (int(similarity_a["layer"].max()), int(similarity_b["layer"].max()))
         pairs = charts.self_similarity_pairs(similarity_a, similarity_b, shared, layer_a=last[0], layer_b=last[1])
@@ -335,8 +323,8 @@ with right:
 
 # --- probes -----------------------------------------------------------------------------------
 st.subheader("Probe scores")
-probes_a = optional_table(run_a, run.PROBE_SCORES)
-probes_b = optional_table(run_b, run.PROBE_SCORES)
+probes_a = loaders.table_or_none(run_a, run.PROBE_SCORES)
+probes_b = loaders.table_or_none(run_b, run.PROBE_SCORES)
 if probes_a is not None and probes_b is not None:
     state.from_link(METRIC_KEY, "metric", valid=lambda v: v in charts.PROBE_METRICS)
     st.session_state.setdefault(METRIC_KEY, "mcc")

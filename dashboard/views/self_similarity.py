@@ -36,25 +36,6 @@ CONTEXT_WIDTH = 5  # tokens shown either side of an occurrence
 DEFAULT_PARAMS = {"repeat_annotation": "repeats", "repeat_threshold": 0.5, "self_similarity_min_samples": 2}
 
 
-def optional_table(run_dir, name: str) -> pd.DataFrame | None:
-    """Like ``loaders.table_or_stop`` but the page goes on: say what is missing (or damaged) and return None."""
-    try:
-        return loaders.load_table(run_dir, name)
-    except run.RunNotFoundError as error:
-        st.info(str(error))
-    except Exception as error:  # a damaged Parquet file: pyarrow raises many types
-        st.error(f"`{name}` in `{run_dir}` could not be read ({type(error).__name__}: {error}). "
-                 f"Remake it with `{run.command_for(run_dir, name)}`.")
-    return None
-
-
-def seed(key: str, param: str, options: list, default, *, parse=str) -> None:
-    """Seed a widget from the link (first visit), and fall back to ``default`` when its value is not an option."""
-    state.from_link(key, param, parse=parse, valid=lambda value: value in options)
-    if st.session_state.get(key) not in options:
-        st.session_state[key] = default
-
-
 def analysis_params(manifest: dict) -> dict:
     """The self-similarity analysis parameters the run recorded (defaults for what it lacks)."""
     recorded = (manifest.get("analyses", {}).get("self_similarity", {}).get("params")
@@ -97,11 +78,11 @@ strings = tokens.set_index("token_id")["token"].astype(str)
 run_name = run_dir.name
 
 # --- The page's main choices --------------------------------------------------------------------
-groups = optional_table(run_dir, run.SELF_SIMILARITY_GROUPS)
+groups = loaders.table_or_none(run_dir, run.SELF_SIMILARITY_GROUPS)
 groupings = charts.available_groupings(groups) if groups is not None else list(charts.GROUPINGS)
-seed(GROUPING_KEY, GROUPING_PARAM, groupings, groupings[0])
-seed(VALUE_KEY, VALUE_PARAM, list(charts.VALUES), "self_similarity")
-seed(BAND_KEY, BAND_PARAM, list(charts.BANDS), "iqr")
+state.seed_choice(GROUPING_KEY, GROUPING_PARAM, groupings, groupings[0])
+state.seed_choice(VALUE_KEY, VALUE_PARAM, list(charts.VALUES), "self_similarity")
+state.seed_choice(BAND_KEY, BAND_PARAM, list(charts.BANDS), "iqr")
 
 grouping_col, value_col, band_col = st.columns([1.4, 1.6, 1.4])
 with grouping_col:
@@ -164,10 +145,10 @@ if summary:
 
 # --- Curves by token group ---------------------------------------------------------------------------
 st.subheader("Self-similarity per layer by token group")
-baseline = optional_table(run_dir, run.SELF_SIMILARITY_BASELINE)
+baseline = loaders.table_or_none(run_dir, run.SELF_SIMILARITY_BASELINE)
 intra = None
 if run.has_artifact(run_dir, run.INTRA_WINDOW_SIMILARITY):
-    intra = optional_table(run_dir, run.INTRA_WINDOW_SIMILARITY)
+    intra = loaders.table_or_none(run_dir, run.INTRA_WINDOW_SIMILARITY)
 if groups is not None:
     curves = charts.group_curves(groups, grouping=grouping, value=value, band=band)
     baseline_line = charts.baseline_curve(baseline, value=value) if baseline is not None else None
@@ -201,7 +182,7 @@ if groups is not None:
 # --- Tokens x layers heatmap -------------------------------------------------------------------------
 st.subheader("Tokens × layers")
 sorts = list(charts.SORTS) if repeat_column else [s for s in charts.SORTS if s != "repeat_share"]
-seed(SORT_KEY, SORT_PARAM, sorts, "frequency")
+state.seed_choice(SORT_KEY, SORT_PARAM, sorts, "frequency")
 sort = st.selectbox("Sort rows by", sorts, key=SORT_KEY,
                     format_func=lambda s: charts.SORTS[s].replace("the last layer", f"layer {last}")
                     .replace("first to last compared layer", f"layer {first} to {last}"))
@@ -242,11 +223,11 @@ def parse_token(text: str) -> int:
 
 
 linked_token = st.query_params.get(TOKEN_PARAM) if TOKEN_KEY not in st.session_state else None
-seed(TOKEN_KEY, TOKEN_PARAM, token_ids, token_ids[0], parse=parse_token)
+state.seed_choice(TOKEN_KEY, TOKEN_PARAM, token_ids, token_ids[0], parse=parse_token)
 if linked_token and linked_token.strip().upper() not in id_by_token:
     st.warning(f"`{linked_token}` (from the link) is not a token of this run with a self-similarity value; "
                f"showing {strings[st.session_state[TOKEN_KEY]]} instead.")
-seed(LAYER_KEY, LAYER_PARAM, layers, last, parse=int)
+state.seed_choice(LAYER_KEY, LAYER_PARAM, layers, last, parse=int)
 token_col, layer_col = st.columns([2, 3])
 with token_col:
     token_id = st.selectbox("Token", token_ids, format_func=labels.get, key=TOKEN_KEY,

@@ -48,15 +48,7 @@ run_name = run_dir.name
 
 def comparison_table(table: str) -> pd.DataFrame | None:
     """A ``vocabularies/comparison`` table, or None after saying why it is missing or unreadable."""
-    name = f"{COMPARISON}/{table}.parquet"
-    try:
-        return loaders.load_table(run_dir, name)
-    except run.RunNotFoundError as error:
-        st.info(str(error))
-    except Exception as error:  # a damaged Parquet file: pyarrow raises many types
-        st.error(f"`{name}` in `{run_dir}` could not be read ({type(error).__name__}: {error}). "
-                 f"Remake it with `{remake}`.")
-    return None
+    return loaders.table_or_none(run_dir, f"{COMPARISON}/{table}.parquet")
 
 
 def vocabulary_or_none(name: str) -> tuple[pd.DataFrame, dict] | None:
