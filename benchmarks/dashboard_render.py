@@ -29,6 +29,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from _markdown import write_section  # benchmarks/ is on sys.path when a script runs
+
 REPO = Path(__file__).resolve().parents[1]
 SECTION = "## Dashboard render time"
 # url path -> (title in the navigation, charts the page draws on the demo run at least)
@@ -141,18 +143,6 @@ def report(results: dict[str, dict], *, command: str, load: float, screenshots: 
         "First load: a cold page. Cached load: the same URL opened again (full browser navigation; the server's "
         "data caches warm). In-app switch: clicking the page in the sidebar from the Runs page (no frontend "
         f"reload). Screenshots: `{screenshots}`.", ""])
-
-
-def write_section(path: Path, section: str) -> None:
-    """Replace this benchmark's section of ``path`` (or append it), leaving every other section as it is."""
-    text = path.read_text() if path.is_file() else "# Benchmarks\n"
-    if f"\n{SECTION}\n" in f"\n{text}":
-        head, _, rest = f"\n{text}".partition(f"\n{SECTION}\n")
-        tail = rest[rest.find("\n## ") + 1:] if "\n## " in rest else ""
-        text = head[1:] + "\n" + section + ("\n" + tail if tail else "")
-    else:
-        text = text.rstrip() + "\n\n" + section
-    path.write_text(text)
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -70,6 +70,8 @@ from grover_core.pretrain import autocast_for, collate_windows  # noqa: E402
 from grover_core.tokenized_genome import TokenizedGenome  # noqa: E402
 from grover_core.tokenizer import load_tokenizer  # noqa: E402
 
+from _markdown import write_section  # noqa: E402 (benchmarks/ is on sys.path when a script runs)
+
 SECTION = "## Embedding extraction"
 NAIVE_TARGET = 3.0  # extraction windows/s over the naive way's
 BARE_TARGET = 0.90  # extraction windows/s as a fraction of a bare batched forward pass
@@ -680,18 +682,6 @@ def report(speed: list[dict], memory: dict | None, self_sim: dict | None, gpu: d
         lines.append(f"GPU: not measured ({gpu['reason']}). No windows/s for `grover-base` on a GPU and no projected "
                      "time for hg19 are given.")
     return "\n".join(lines) + "\n"
-
-
-def write_section(path: Path, section: str) -> None:
-    """Replace this benchmark's section of ``path`` (or append it), leaving every other section as it is."""
-    text = path.read_text() if path.is_file() else "# Benchmarks\n\nFigures measured by the scripts in `benchmarks/`.\n"
-    if f"\n{SECTION}\n" in f"\n{text}":
-        head, _, rest = f"\n{text}".partition(f"\n{SECTION}\n")
-        tail = rest[rest.find("\n## ") + 1:] if "\n## " in rest else ""
-        text = head[1:] + "\n" + section + ("\n" + tail if tail else "")
-    else:
-        text = text.rstrip() + "\n\n" + section
-    path.write_text(text)
 
 
 def _machine_state() -> dict:

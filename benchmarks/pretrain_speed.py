@@ -57,6 +57,8 @@ from grover_core.pretrain import (  # noqa: E402
 from grover_core.tokenized_genome import TokenizedGenome  # noqa: E402
 from grover_core.tokenizer import load_tokenizer, special_token_mask  # noqa: E402
 
+from _markdown import write_section  # noqa: E402 (benchmarks/ is on sys.path when a script runs)
+
 SECTION = "## Pretraining speed"
 LOADER_TARGET = 10.0  # the loader must outrun the model by this factor to stay out of the way
 FULL_TARGET = 0.90  # pretrain(...) must reach this fraction of the bare loop's speed
@@ -364,18 +366,6 @@ def report(results: list[dict], *, command: str, started: dict, ended: dict) -> 
                 lines.append(f"| {r['preset']} | {loop} | {cells} | {bd['total']:.2f} |")
         lines += [""] + [f"- {where_time_goes(r)}" for r in with_breakdown]
     return "\n".join(lines) + "\n"
-
-
-def write_section(path: Path, section: str) -> None:
-    """Replace this benchmark's section of ``path`` (or append it), leaving every other section as it is."""
-    text = path.read_text() if path.is_file() else "# Benchmarks\n\nFigures measured by the scripts in `benchmarks/`.\n"
-    if f"\n{SECTION}\n" in f"\n{text}":
-        head, _, rest = f"\n{text}".partition(f"\n{SECTION}\n")
-        tail = rest[rest.find("\n## ") + 1:] if "\n## " in rest else ""
-        text = head[1:] + "\n" + section + ("\n" + tail if tail else "")
-    else:
-        text = text.rstrip() + "\n\n" + section
-    path.write_text(text)
 
 
 def _machine_state() -> dict:

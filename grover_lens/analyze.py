@@ -371,13 +371,14 @@ ANALYSES: tuple[Analysis, ...] = (
 ANALYSIS_NAMES = tuple(a.name for a in ANALYSES)
 
 
-def _versions() -> dict[str, str]:
+def library_versions() -> dict[str, str]:
+    """Versions of Python and the libraries an artifact depends on (the manifest's provenance)."""
     import importlib.metadata
     import platform
 
     versions = {"python": platform.python_version()}
-    for package in ("grover-lens", "torch", "transformers", "numpy", "pandas", "scikit-learn", "umap-learn",
-                    "pyranges"):
+    for package in ("grover-lens", "torch", "transformers", "tokenizers", "numpy", "pandas", "scikit-learn",
+                    "umap-learn", "pyranges"):
         try:
             versions[package] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:
@@ -385,7 +386,8 @@ def _versions() -> dict[str, str]:
     return versions
 
 
-def _jsonable(value):
+def jsonable(value):
+    """``value`` as plain JSON types (dataclasses as dicts, anything else unknown as its string)."""
     return json.loads(json.dumps(value, default=lambda o: asdict(o) if dataclasses.is_dataclass(o) else str(o)))
 
 
@@ -421,9 +423,9 @@ def run_analyses(run_dir: str | Path, *, config: AnalysisConfig, only: tuple[str
         records[analysis.name] = {
             "produced_by": f"{analysis.function.__module__}.{analysis.function.__name__}",
             "outputs": sorted(tables), "inputs": list(analysis.inputs), "description": analysis.description,
-            "params": _jsonable(config), "seconds": round(time.perf_counter() - started, 2),
+            "params": jsonable(config), "seconds": round(time.perf_counter() - started, 2),
             "command": command or f"grover_lens.analyze.run_analyses({str(run_dir)!r})",
-            "versions": _versions(),
+            "versions": library_versions(),
             "model_fingerprint": inputs.extraction.info["model_fingerprint"],
             "tokenizer_fingerprint": inputs.extraction.info["tokenizer_fingerprint"],
         }
@@ -431,7 +433,7 @@ def run_analyses(run_dir: str | Path, *, config: AnalysisConfig, only: tuple[str
     if manifest_path.is_file():
         manifest = json.loads(manifest_path.read_text())
         manifest.setdefault("analyses", {}).update(records)
-        saved = _jsonable(config)
+        saved = jsonable(config)
         if not config.annotations:  # a run without annotations given keeps the ones the run already names
             saved["annotations"] = (manifest.get("analysis_config") or {}).get("annotations", [])
         manifest["analysis_config"] = saved

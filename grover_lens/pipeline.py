@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import importlib.metadata
 import json
-import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,7 +18,8 @@ import pandas as pd
 import torch
 
 import analysis.run as run_format
-from grover_lens.analyze import AnalysisConfig, AnnotationSpec, demo_annotations, run_analyses
+from grover_lens.analyze import (AnalysisConfig, AnnotationSpec, demo_annotations, jsonable, library_versions,
+                                 run_analyses)
 from grover_core.atomic import atomic_path
 from grover_core.bpe import BPEConfig, BPELearner
 from grover_core.demo_genome import DemoGenomeConfig, write_demo_genome
@@ -78,18 +77,75 @@ class DemoConfig:
         return cls(genome=DemoGenomeConfig.tiny(), run=RunConfig.tiny())
 
 
-def _versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for package in ("grover-lens", "torch", "transformers", "tokenizers", "numpy", "scikit-learn", "umap-learn"):
-        try:
-            versions[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            versions[package] = "not installed"
-    return versions
+@dataclass
+class _Analysed:
+    """What the shared stages (evaluation, embeddings, analysis) return for the manifest."""
+
+    train_chromosomes: list[str]
+    held_out: list[str]
+    evaluation: dict
+    analyses: dict
+    analysis_config: AnalysisConfig
+    tokens: pd.DataFrame
 
 
-def _jsonable(value):
-    return json.loads(json.dumps(value, default=lambda o: asdict(o) if dataclasses.is_dataclass(o) else str(o)))
+def _evaluate_embed_analyse(tmp: Path, model, tokenizer, genome: TokenizedGenome, *, config: RunConfig,
+                            annotations: tuple[AnnotationSpec, ...], stages: _Stages, artifacts: dict,
+                            progress: bool) -> _Analysed:
+    """The stages every run shares, whatever made its model: held-out masked-token evaluation beside
+    the frequency baseline, the genome-wide extraction, and every registered analysis."""
+    stages.start("evaluation")
+    train_chromosomes, held_out = split_chromosomes(genome, config.pretrain.held_out_chromosomes)
+    evaluation = evaluate_masked_lm(
+        model, tokenizer, genome, chromosomes=held_out,
+        baseline_counts=genome.token_counts(chromosomes=train_chromosomes), windows=config.evaluation_windows,
+        window_tokens=min(config.pretrain.max_window_tokens, model.config.max_position_embeddings - 2),
+        masking=config.pretrain.masking, seed=config.seed + 1)
+    (tmp / run_format.EVALUATION).write_text(json.dumps(evaluation, indent=2))
+    artifacts["evaluation"] = {"path": run_format.EVALUATION, "produced_by": "grover_core.pretrain.evaluate_masked_lm",
+                               "params": {"windows": config.evaluation_windows, "chromosomes": held_out},
+                               "description": "held-out masked-token accuracy and perplexity vs frequency baseline"}
+    stages.done()
+
+    stages.start("embeddings")
+    extract_embeddings(model, tokenizer, genome, tmp / run_format.EMBEDDINGS_DIR, config=config.embeddings,
+                       progress=progress)
+    artifacts["embeddings"] = {"path": run_format.EMBEDDINGS_DIR, "produced_by": "grover_core.extract.extract_embeddings",
+                               "params": asdict(config.embeddings),
+                               "description": "token means, sampled occurrences per token, window embeddings"}
+    stages.done()
+
+    stages.start("analysis")
+    analysis_config = dataclasses.replace(config.analysis, annotations=tuple(annotations), seed=config.seed)
+    analyses = run_analyses(tmp, config=analysis_config, progress=progress)
+    stages.done()
+    return _Analysed(train_chromosomes, held_out, evaluation, analyses, analysis_config,
+                     pd.read_parquet(tmp / run_format.TOKENS))
+
+
+def _manifest(*, name: str, producer: str, fasta, genome_stats: dict, annotations, vocabulary: dict, model: dict,
+              training: dict, done: _Analysed, artifacts: dict, stages: _Stages, config: RunConfig) -> dict:
+    """The run's manifest.json: provenance of everything in the folder (layout: analysis.run)."""
+    tokens = done.tokens
+    ordinary = ~tokens["is_special"].to_numpy()
+    return jsonable({
+        "schema_version": run_format.SCHEMA_VERSION,
+        "name": name,
+        "created_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "producer": producer,
+        "versions": library_versions(),
+        "genome": {"fasta": str(fasta), **genome_stats, "annotations": {spec.name: spec.path for spec in annotations}},
+        "vocabulary": {**vocabulary, "mean_token_length": float(np.average(
+            tokens["length"][ordinary], weights=tokens["frequency"][ordinary]))},
+        "model": model,
+        "training": {**training, "train_chromosomes": done.train_chromosomes, "held_out_chromosomes": done.held_out},
+        "evaluation": {k: v for k, v in done.evaluation.items() if isinstance(v, (int, float))},
+        "artifacts": artifacts,
+        "analyses": done.analyses,
+        "analysis_config": done.analysis_config,
+        "stages": {stage: {"seconds": seconds} for stage, seconds in stages.seconds.items()},
+        "config": config,
+    })
 
 
 class _Stages:
@@ -156,41 +212,15 @@ def build_run(fasta: str | Path, out_dir: str | Path, *, config: RunConfig = Run
         (model_dir / "grover_pretrain.json").write_text(json.dumps(
             {"preset": config.model_preset, "model": asdict(shape), "pretrain": asdict(config.pretrain)}, indent=2))
         artifacts["model"] = {"path": run_format.MODEL_DIR, "produced_by": "grover_core.pretrain.pretrain",
-                              "params": _jsonable({"preset": config.model_preset, **asdict(config.pretrain)}),
+                              "params": jsonable({"preset": config.model_preset, **asdict(config.pretrain)}),
                               "description": "BertForMaskedLM folder (AutoModelForMaskedLM.from_pretrained)"}
         artifacts["training_log"] = {"path": run_format.TRAINING_LOG, "produced_by": "grover_core.pretrain.pretrain",
                                      "params": {}, "description": "loss, learning rate, tokens/s per logged step"}
         stages.done()
 
-        # 3. Held-out masked-token accuracy against the frequency-only baseline.
-        stages.start("evaluation")
-        train_chromosomes, held_out = split_chromosomes(genome, config.pretrain.held_out_chromosomes)
-        evaluation = evaluate_masked_lm(
-            model, tokenizer, genome, chromosomes=held_out,
-            baseline_counts=genome.token_counts(chromosomes=train_chromosomes),
-            windows=config.evaluation_windows, window_tokens=config.pretrain.max_window_tokens,
-            masking=config.pretrain.masking, seed=config.seed + 1)
-        (tmp / run_format.EVALUATION).write_text(json.dumps(evaluation, indent=2))
-        artifacts["evaluation"] = {"path": run_format.EVALUATION,
-                                   "produced_by": "grover_core.pretrain.evaluate_masked_lm",
-                                   "params": {"windows": config.evaluation_windows, "chromosomes": held_out},
-                                   "description": "held-out masked-token accuracy and perplexity vs frequency baseline"}
-        stages.done()
-
-        # 4. The genome-wide extraction: token means, occurrence samples, window embeddings.
-        stages.start("embeddings")
-        extract_embeddings(model, tokenizer, genome, tmp / run_format.EMBEDDINGS_DIR, config=config.embeddings,
-                           progress=progress)
-        artifacts["embeddings"] = {"path": run_format.EMBEDDINGS_DIR, "produced_by": "grover_core.extract.extract_embeddings",
-                                   "params": asdict(config.embeddings),
-                                   "description": "token means, sampled occurrences per token, window embeddings"}
-        stages.done()
-        stages.start("analysis")
-        analysis_config = dataclasses.replace(config.analysis, annotations=tuple(annotations), seed=config.seed)
-        analyses = run_analyses(tmp, config=analysis_config, progress=progress)
-        stages.done()
-        tokens = pd.read_parquet(tmp / run_format.TOKENS)
-        special = tokens["is_special"].to_numpy()
+        # 3-5. Held-out evaluation, the genome-wide extraction, every analysis.
+        done = _evaluate_embed_analyse(tmp, model, tokenizer, genome, config=config, annotations=annotations,
+                                       stages=stages, artifacts=artifacts, progress=progress)
 
         # 6. Other vocabularies of the same genome, for the side-by-side comparison.
         stages.start("vocabularies")
@@ -203,32 +233,17 @@ def build_run(fasta: str | Path, out_dir: str | Path, *, config: RunConfig = Run
                                      "description": "per vocabulary: token table and summary; comparison tables"}
         stages.done()
 
-        manifest = {
-            "schema_version": run_format.SCHEMA_VERSION,
-            "name": name or out_dir.name,
-            "created_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "producer": "grover_lens.pipeline.build_run",
-            "versions": _versions(),
-            "genome": {"fasta": str(fasta), **stats.as_dict(),
-                       "annotations": {spec.name: spec.path for spec in annotations}},
-            "vocabulary": {"kind": "bpe", "cycles": vocabulary.cycles, "vocab_size": len(tokenizer),
-                           "mean_token_length": float(np.average(tokens["length"][~special],
-                                                                 weights=tokens["frequency"][~special]))},
-            "model": {"architecture": "BertForMaskedLM", "preset": config.model_preset,
-                      "num_layers": shape.num_hidden_layers, "hidden_size": shape.hidden_size,
-                      "num_attention_heads": shape.num_attention_heads, "n_parameters": count_parameters(model),
-                      "max_window_tokens": shape.max_window_tokens},
-            "training": {"steps": result.steps, "tokens_seen": result.tokens_seen,
-                         "seconds": round(result.seconds, 1), "final_loss": result.final_loss,
-                         "train_chromosomes": train_chromosomes, "held_out_chromosomes": held_out},
-            "evaluation": {k: v for k, v in evaluation.items() if isinstance(v, (int, float))},
-            "artifacts": artifacts,
-            "analyses": analyses,
-            "analysis_config": _jsonable(analysis_config),
-            "stages": {stage: {"seconds": seconds} for stage, seconds in stages.seconds.items()},
-            "config": _jsonable(config),
-        }
-        (tmp / run_format.MANIFEST).write_text(json.dumps(_jsonable(manifest), indent=2))
+        manifest = _manifest(
+            name=name or out_dir.name, producer="grover_lens.pipeline.build_run", fasta=fasta, genome_stats=stats.as_dict(),
+            annotations=annotations, vocabulary={"kind": "bpe", "cycles": vocabulary.cycles, "vocab_size": len(tokenizer)},
+            model={"architecture": "BertForMaskedLM", "preset": config.model_preset,
+                   "num_layers": shape.num_hidden_layers, "hidden_size": shape.hidden_size,
+                   "num_attention_heads": shape.num_attention_heads, "n_parameters": count_parameters(model),
+                   "max_window_tokens": shape.max_window_tokens},
+            training={"steps": result.steps, "tokens_seen": result.tokens_seen, "seconds": round(result.seconds, 1),
+                      "final_loss": result.final_loss},
+            done=done, artifacts=artifacts, stages=stages, config=config)
+        (tmp / run_format.MANIFEST).write_text(json.dumps(manifest, indent=2))
     return out_dir
 
 
@@ -259,11 +274,10 @@ def build_run_from_model(model_path: str | Path, fasta: str | Path, out_dir: str
     with atomic_path(out_dir, is_dir=True) as tmp:
         stages.start("tokenize")
         tokenizer.save_pretrained(str(tmp / run_format.TOKENIZER_DIR))
-        stats = GenomeStats()
-        for _ in iter_segments(fasta, stats=stats):  # genome statistics for the manifest (one streaming pass)
-            pass
         tokenize_genome(fasta, tmp / run_format.TOKENIZER_DIR, tmp / run_format.TOKENIZED_DIR, progress=progress)
         genome = TokenizedGenome.open(tmp / run_format.TOKENIZED_DIR)
+        # The genome's statistics were counted while tokenizing (no second pass over the FASTA).
+        genome_stats = json.loads((tmp / run_format.TOKENIZED_DIR / "index.json").read_text())["genome_stats"]
         model.save_pretrained(str(tmp / run_format.MODEL_DIR), safe_serialization=True)
         tokenizer.save_pretrained(str(tmp / run_format.MODEL_DIR))
         source = {"source_model": str(model_path), "untrained": untrained}
@@ -277,62 +291,20 @@ def build_run_from_model(model_path: str | Path, fasta: str | Path, out_dir: str
                               + (" (random initialisation of the source's architecture)" if untrained else "")}
         stages.done()
 
-        stages.start("evaluation")
-        train_chromosomes, held_out = split_chromosomes(genome, config.pretrain.held_out_chromosomes)
-        window_tokens = min(config.pretrain.max_window_tokens, model.config.max_position_embeddings - 2)
-        evaluation = evaluate_masked_lm(
-            model, tokenizer, genome, chromosomes=held_out,
-            baseline_counts=genome.token_counts(chromosomes=train_chromosomes),
-            windows=config.evaluation_windows, window_tokens=window_tokens,
-            masking=config.pretrain.masking, seed=config.seed + 1)
-        (tmp / run_format.EVALUATION).write_text(json.dumps(evaluation, indent=2))
-        artifacts["evaluation"] = {"path": run_format.EVALUATION,
-                                   "produced_by": "grover_core.pretrain.evaluate_masked_lm",
-                                   "params": {"windows": config.evaluation_windows, "chromosomes": held_out},
-                                   "description": "held-out masked-token accuracy and perplexity vs frequency baseline"}
-        stages.done()
-
-        stages.start("embeddings")
-        extract_embeddings(model, tokenizer, genome, tmp / run_format.EMBEDDINGS_DIR, config=config.embeddings,
-                           progress=progress)
-        artifacts["embeddings"] = {"path": run_format.EMBEDDINGS_DIR,
-                                   "produced_by": "grover_core.extract.extract_embeddings",
-                                   "params": asdict(config.embeddings),
-                                   "description": "token means, sampled occurrences per token, window embeddings"}
-        stages.done()
-
-        stages.start("analysis")
-        analysis_config = dataclasses.replace(config.analysis, annotations=tuple(annotations), seed=config.seed)
-        analyses = run_analyses(tmp, config=analysis_config, progress=progress)
-        stages.done()
-        tokens = pd.read_parquet(tmp / run_format.TOKENS)
-        special = tokens["is_special"].to_numpy()
+        done = _evaluate_embed_analyse(tmp, model, tokenizer, genome, config=config, annotations=annotations,
+                                       stages=stages, artifacts=artifacts, progress=progress)
         bert = model.config
-        manifest = {
-            "schema_version": run_format.SCHEMA_VERSION,
-            "name": name or out_dir.name,
-            "created_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "producer": "grover_lens.pipeline.build_run_from_model",
-            "versions": _versions(),
-            "genome": {"fasta": str(fasta), **stats.as_dict(),
-                       "annotations": {spec.name: spec.path for spec in annotations}},
-            "vocabulary": {"kind": "from model", "vocab_size": len(tokenizer),
-                           "mean_token_length": float(np.average(tokens["length"][~special],
-                                                                 weights=tokens["frequency"][~special]))},
-            "model": {"architecture": "BertForMaskedLM", "preset": "untrained" if untrained else "loaded",
-                      "source": str(model_path), "num_layers": bert.num_hidden_layers, "hidden_size": bert.hidden_size,
-                      "num_attention_heads": bert.num_attention_heads, "n_parameters": count_parameters(model),
-                      "max_window_tokens": bert.max_position_embeddings - 2},
-            "training": {"steps": 0 if untrained else None, "source_model": str(model_path), "untrained": untrained,
-                         "train_chromosomes": train_chromosomes, "held_out_chromosomes": held_out},
-            "evaluation": {k: v for k, v in evaluation.items() if isinstance(v, (int, float))},
-            "artifacts": artifacts,
-            "analyses": analyses,
-            "analysis_config": _jsonable(analysis_config),
-            "stages": {stage: {"seconds": seconds} for stage, seconds in stages.seconds.items()},
-            "config": _jsonable(config),
-        }
-        (tmp / run_format.MANIFEST).write_text(json.dumps(_jsonable(manifest), indent=2))
+        manifest = _manifest(
+            name=name or out_dir.name, producer="grover_lens.pipeline.build_run_from_model", fasta=fasta,
+            genome_stats=genome_stats,
+            annotations=annotations, vocabulary={"kind": "from model", "vocab_size": len(tokenizer)},
+            model={"architecture": "BertForMaskedLM", "preset": "untrained" if untrained else "loaded",
+                   "source": str(model_path), "num_layers": bert.num_hidden_layers, "hidden_size": bert.hidden_size,
+                   "num_attention_heads": bert.num_attention_heads, "n_parameters": count_parameters(model),
+                   "max_window_tokens": bert.max_position_embeddings - 2},
+            training={"steps": 0 if untrained else None, "source_model": str(model_path), "untrained": untrained},
+            done=done, artifacts=artifacts, stages=stages, config=config)
+        (tmp / run_format.MANIFEST).write_text(json.dumps(manifest, indent=2))
     return out_dir
 
 
@@ -408,5 +380,5 @@ def _same_genome_config(config_file: Path, config: DemoGenomeConfig) -> bool:
     if not config_file.is_file():
         return False
     written = json.loads(config_file.read_text())
-    wanted = _jsonable(asdict(config))
+    wanted = jsonable(asdict(config))
     return all(written.get(key) == value for key, value in wanted.items())
