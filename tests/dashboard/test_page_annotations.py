@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,37 +14,15 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from analysis import run
+from tests.dashboard import apptest
+from tests.dashboard.apptest import caption, chart_specs, copy_run, param
 
-APP = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
 PAGE = "views/annotations.py"
-TIMEOUT = 60  # s per script run: the first imports pandas, plotly and pyarrow
-SECTIONS = ["Window map", "Label composition per token cluster", "Probe scores per layer", "Region view"]
 
 
 def open_page(monkeypatch, runs_dir: Path, **query: str) -> AppTest:
-    """The app with ``GROVER_RUNS_DIR=runs_dir`` and the link ``query``, switched to this page."""
-    monkeypatch.setenv("GROVER_RUNS_DIR", str(runs_dir))
-    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
-    at.query_params.update(query)
-    at.run()
-    at.switch_page(PAGE).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def caption(at: AppTest, text: str) -> str:
-    found = [c.value for c in at.caption if text in c.value]
-    assert len(found) == 1, [c.value for c in at.caption]
-    return found[0]
-
-
-def param(at: AppTest, name: str) -> str:
-    value = at.query_params[name]
-    return value[0] if isinstance(value, list) else value
-
-
-def chart_specs(at: AppTest) -> list[dict]:
-    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+    return apptest.open_page(monkeypatch, runs_dir, PAGE, **query)
+SECTIONS = ["Window map", "Label composition per token cluster", "Probe scores per layer", "Region view"]
 
 
 def chart_titled(at: AppTest, text: str) -> dict:
@@ -58,18 +35,6 @@ def probe_table(at: AppTest):
     found = [df.value for df in at.dataframe if "k-mer baseline" in df.value.columns]
     assert len(found) == 1
     return found[0]
-
-
-def copy_run(tiny_run: Path, dest: Path, *, drop: tuple[str, ...] = (), corrupt: tuple[str, ...] = ()) -> Path:
-    """A copy of the tiny run in ``dest/tiny`` without the ``drop`` paths and with garbage in ``corrupt``."""
-    out = dest / "tiny"
-    shutil.copytree(tiny_run, out)
-    for name in drop:
-        path = out / name
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
-    for name in corrupt:
-        (out / name).write_bytes(b"this is not a parquet file \x00\xff" * 10)
-    return dest
 
 
 @pytest.fixture(scope="module")

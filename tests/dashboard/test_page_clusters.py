@@ -5,44 +5,20 @@ what the figures look like is covered by test_charts_clusters.py (pure builders)
 """
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from analysis import run
+from tests.dashboard import apptest
+from tests.dashboard.apptest import caption, chart_specs, copy_run, param
 
-APP = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
 PAGE = "views/clusters.py"
-TIMEOUT = 60  # s per script run: the first imports pandas, plotly and pyarrow
 
 
 def open_page(monkeypatch, runs_dir: Path, **query: str) -> AppTest:
-    """The app with ``GROVER_RUNS_DIR=runs_dir`` and the link ``query``, switched to this page."""
-    monkeypatch.setenv("GROVER_RUNS_DIR", str(runs_dir))
-    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
-    at.query_params.update(query)
-    at.run()
-    at.switch_page(PAGE).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def caption(at: AppTest, text: str) -> str:
-    found = [c.value for c in at.caption if text in c.value]
-    assert len(found) == 1, [c.value for c in at.caption]
-    return found[0]
-
-
-def param(at: AppTest, name: str) -> str:
-    value = at.query_params[name]
-    return value[0] if isinstance(value, list) else value
-
-
-def chart_specs(at: AppTest) -> list[dict]:
-    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+    return apptest.open_page(monkeypatch, runs_dir, PAGE, **query)
 
 
 def points_in(spec: dict) -> int:
@@ -53,17 +29,6 @@ def frame(at: AppTest, column: str):
     found = [df.value for df in at.dataframe if column in df.value.columns]
     assert len(found) == 1, [list(df.value.columns) for df in at.dataframe]
     return found[0]
-
-
-def copy_run(tiny_run: Path, dest: Path, *, drop: tuple[str, ...] = (), corrupt: tuple[str, ...] = ()) -> Path:
-    """A copy of the tiny run in ``dest/tiny`` without the ``drop`` files and with garbage in ``corrupt``."""
-    out = dest / "tiny"
-    shutil.copytree(tiny_run, out)
-    for name in drop:
-        (out / name).unlink()
-    for name in corrupt:
-        (out / name).write_bytes(b"this is not a parquet file \x00\xff" * 10)
-    return dest
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ captions here, and in test_charts_self_similarity.py (pure builders).
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -14,51 +13,21 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from analysis import run
+from tests.dashboard import apptest
+from tests.dashboard.apptest import caption, param, copy_run
 from dashboard.charts import self_similarity as charts
 
-APP = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
 PAGE = "views/self_similarity.py"
-TIMEOUT = 60  # s per script run: the first imports pandas, plotly and pyarrow
 
 
 def open_page(monkeypatch, runs_dir: Path, **query: str) -> AppTest:
-    """The app with ``GROVER_RUNS_DIR=runs_dir`` and the link ``query``, switched to this page."""
-    monkeypatch.setenv("GROVER_RUNS_DIR", str(runs_dir))
-    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
-    at.query_params.update(query)
-    at.run()
-    at.switch_page(PAGE).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def caption(at: AppTest, text: str) -> str:
-    found = [c.value for c in at.caption if text in c.value]
-    assert len(found) == 1, [c.value for c in at.caption]
-    return found[0]
+    return apptest.open_page(monkeypatch, runs_dir, PAGE, **query)
 
 
 def metric(at: AppTest, prefix: str):
     found = [m for m in at.metric if m.label.startswith(prefix)]
     assert len(found) == 1, [m.label for m in at.metric]
     return found[0]
-
-
-def param(at: AppTest, name: str) -> str:
-    value = at.query_params[name]
-    return value[0] if isinstance(value, list) else value
-
-
-def copy_run(tiny_run: Path, dest: Path, *, drop: tuple[str, ...] = (), corrupt: tuple[str, ...] = ()) -> Path:
-    """A copy of the tiny run in ``dest/tiny`` without the ``drop`` paths and with garbage in ``corrupt``."""
-    out = dest / "tiny"
-    shutil.copytree(tiny_run, out)
-    for name in drop:
-        path = out / name
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
-    for name in corrupt:
-        (out / name).write_bytes(b"this is not a valid file \x00\xff" * 10)
-    return dest
 
 
 @pytest.fixture(scope="module")

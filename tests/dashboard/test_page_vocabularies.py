@@ -15,38 +15,25 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from analysis import run
+from tests.dashboard import apptest
+from tests.dashboard.apptest import caption
 from analysis.vocabulary import read_vocabulary_report
 from dashboard.charts import vocabularies as charts
 
-APP = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
 PAGE = "views/vocabularies.py"
-TIMEOUT = 60  # s per script run: the first imports pandas, plotly and pyarrow
-COMPARISON = Path(run.VOCABULARIES_DIR) / "comparison"
-SUMMARY_COLUMN = charts.SUMMARY_LABELS["nt_per_token"]  # identifies the summary table
-N_CHARTS = 6  # lengths, frequency, GC, cycles, pair, segmentation
 
 
 def open_page(monkeypatch, runs_dir: Path, **query: str) -> AppTest:
-    """The app with ``GROVER_RUNS_DIR=runs_dir`` and the link ``query``, switched to this page."""
-    monkeypatch.setenv("GROVER_RUNS_DIR", str(runs_dir))
-    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
-    at.query_params.update(query)
-    at.run()
-    at.switch_page(PAGE).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return apptest.open_page(monkeypatch, runs_dir, PAGE, **query)
+COMPARISON = Path(run.VOCABULARIES_DIR) / "comparison"
+SUMMARY_COLUMN = charts.SUMMARY_LABELS["nt_per_token"]  # identifies the summary table
+N_CHARTS = 6  # lengths, frequency, GC, cycles, pair, segmentation
 
 
 def rerun(at: AppTest) -> AppTest:
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     return at
-
-
-def caption(at: AppTest, text: str) -> str:
-    found = [c.value for c in at.caption if text in c.value]
-    assert len(found) == 1, [c.value for c in at.caption]
-    return found[0]
 
 
 def table_with(at: AppTest, column: str) -> pd.DataFrame:
