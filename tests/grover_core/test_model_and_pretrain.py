@@ -3,14 +3,13 @@ import pytest
 import torch
 
 from grover_core.bpe import BPEConfig, learn_bpe
-from grover_core.embed import TokenEmbeddingConfig, tile_windows, token_embedding_means
 from grover_core.errors import GroverInputError
 from grover_core.genome import Segment, encode_nucleotides
 from grover_core.model import PRESETS, build_model, check_vocab_sizes, count_parameters, load_model, model_config
 from grover_core.pretrain import (IGNORE_INDEX, MaskingConfig, PretrainConfig, WindowSampler, collate_windows,
                                   evaluate_masked_lm, learning_rate_at, mask_tokens, pretrain, split_chromosomes)
 from grover_core.tokenized_genome import TokenizedGenome, write_tokenized_genome
-from grover_core.tokenizer import SPECIAL_TOKENS, build_bpe_tokenizer, special_token_mask
+from grover_core.tokenizer import SPECIAL_TOKENS, build_bpe_tokenizer
 
 
 def make_genome(tmp_path, sequences: dict[str, str], cycles: int = 20):
@@ -153,25 +152,3 @@ def test_pretraining_learns_a_repetitive_genome_and_beats_the_frequency_baseline
     assert evaluation["mask_only_top1_accuracy"] > evaluation["frequency_baseline_mask_only_top1_accuracy"] + 0.04
 
 
-def test_token_embedding_means_equal_a_direct_average(repetitive):
-    tokenizer, genome, _, _ = repetitive
-    model = build_model(model_config("grover-test"), tokenizer, seed=1).eval()
-    config = TokenEmbeddingConfig(window_tokens=40, max_windows=6, batch_size=4)
-    result = token_embedding_means(model, tokenizer, genome, config=config)
-    assert set(result) == {"layer_0", "layer_1", "layer_2", "count"}
-    windows = tile_windows(genome, window_tokens=40, max_windows=6)
-    ids = np.concatenate([np.asarray(genome.ids(n)[f:f + 40]) for n, f in windows])
-    assert np.array_equal(result["count"], np.bincount(ids, minlength=len(tokenizer)))
-    # Direct: run each window alone (no padding) and average a token's vectors by hand.
-    name, first = windows[0]
-    window = np.asarray(genome.ids(name)[first:first + 40], dtype=np.int64)
-    token = int(window[0])
-    direct = []
-    for n, f in windows:
-        w = np.asarray(genome.ids(n)[f:f + 40], dtype=np.int64)
-        with torch.no_grad():
-            h = model(**collate_windows([w], tokenizer), output_hidden_states=True).hidden_states[2][0, 1:-1]
-        direct.append(h[torch.from_numpy(w == token)])
-    expected = torch.cat(direct).mean(0).numpy()
-    assert np.allclose(result["layer_2"][token], expected, atol=1e-4)
-    assert special_token_mask(tokenizer)[:5].all() and (result["count"][:5] == 0).all()
