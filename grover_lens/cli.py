@@ -266,14 +266,14 @@ def _cmd_embed(args) -> None:
         if not run_format.is_run(run_dir):
             raise GroverInputError(f"{run_dir} is not a run folder (no manifest.json); give --model, --tokenized "
                                    "and --out instead, or build a run with `grover build`.")
-        model_dir, tokenized, out = run_dir / run_format.MODEL_DIR, run_dir / run_format.TOKENIZED_DIR, \
-            run_dir / run_format.EMBEDDINGS_DIR
+        defaults = (run_dir / run_format.MODEL_DIR, run_dir / run_format.TOKENIZED_DIR, run_dir / run_format.EMBEDDINGS_DIR)
+    elif not (args.model and args.tokenized and args.out):
+        raise GroverInputError("give a run folder (`grover embed runs/demo`) or all of --model, --tokenized, --out.")
     else:
-        if not (args.model and args.tokenized and args.out):
-            raise GroverInputError("give a run folder (`grover embed runs/demo`) or all of --model, --tokenized, --out.")
-        model_dir, tokenized, out = Path(args.model), Path(args.tokenized), Path(args.out)
+        defaults = (None, None, None)
     # Explicit options override the run folder's own parts.
-    model_dir, tokenized, out = Path(args.model or model_dir), Path(args.tokenized or tokenized), Path(args.out or out)
+    model_dir, tokenized, out = (Path(given or default) for given, default in
+                                 zip((args.model, args.tokenized, args.out), defaults))
     genome = _open_tokenized(str(tokenized))
     tokenizer = load_tokenizer(args.tokenizer or model_dir)
     dist = setup_distributed()
