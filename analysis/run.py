@@ -22,6 +22,8 @@ Layout (schema version 2)::
     token_clusters.parquet         layer, method, token_id, cluster; cluster_profiles / cluster_enrichment
     window_annotations.parquet     windows with majority label and label fractions per annotation
     probe_scores.parquet           probe MCC / balanced accuracy per annotation and layer, k-mer baseline
+    experiments/                   the paper's experiments (``grover_lens.experiments``): tasks/<task>.parquet
+                                   (fine-tuning sets), finetune_results.parquet, nextkmer_results.parquet
     vocabularies/                  bpe_<n>/, kmer_<k>/ (tokenizer, vocabulary_tokens.parquet, summary);
                                    comparison/<table>.parquet (how they segment the same regions)
 
@@ -64,6 +66,10 @@ WINDOW_ANNOTATIONS = "window_annotations.parquet"
 VOCABULARIES_DIR = "vocabularies"  # other vocabularies of the genome: <name>/ reports, comparison/ tables
 VOCABULARY_COMPARISON_TABLES = ("summary", "agreement", "shared", "lengths", "regions")
 PROBE_SCORES = "probe_scores.parquet"
+EXPERIMENTS_DIR = "experiments"
+TASKS_DIR = "experiments/tasks"  # <task>.parquet: TASK_COLUMNS, one table per fine-tuning task
+FINETUNE_RESULTS = "experiments/finetune_results.parquet"  # FINETUNE_RESULT_COLUMNS
+NEXTKMER_RESULTS = "experiments/nextkmer_results.parquet"  # NEXTKMER_RESULT_COLUMNS
 
 # tokens.parquet: one row per vocabulary entry, special tokens included (is_special=True).
 TOKEN_COLUMNS = (
@@ -78,6 +84,37 @@ TOKEN_COLUMNS = (
     "cpg",         # int: number of CG dinucleotides inside the token
     "embedding_count",  # int: occurrences seen by embedding extraction
 )
+# experiments/tasks/<task>.parquet: one row per example (extra columns allowed, e.g. strand, score).
+TASK_COLUMNS = (
+    "sequence",    # str: upper-case nucleotides
+    "label",       # int: class index
+    "chromosome",  # str
+    "start",       # int: 0-based, half-open
+    "end",         # int
+    "split",       # str: "train", "validation" or "test" (by chromosome)
+)
+# experiments/finetune_results.parquet: one row per (task, model, method).
+FINETUNE_RESULT_COLUMNS = (
+    "task",       # str: "prom300", "promscan", "ctcf" or a user table's name
+    "model",      # str: the model's name (run or folder name); the baseline's own name for baselines
+    "method",     # str: "fine-tuned" or "tf-idf k-mer baseline"
+    "mcc", "accuracy", "macro_f1", "precision", "recall",  # float: on the held-out (test) split
+    "n_train", "n_test",  # int
+    "seconds",    # float: wall time of fitting and scoring
+)
+# experiments/nextkmer_results.parquet: one row per (vocabulary, k, method).
+NEXTKMER_RESULT_COLUMNS = (
+    "vocabulary",       # str: e.g. "bpe_600", "kmer_4"
+    "vocabulary_kind",  # str: "bpe" or "kmer"
+    "bpe_cycles",       # float: BPE merge cycles (NaN for k-mer vocabularies)
+    "kmer_size",        # float: k of a fixed k-mer vocabulary (NaN for BPE)
+    "k",                # int: nucleotides to predict (a 4**k-class problem)
+    "method",           # str: "fine-tuned", "frequency baseline" or "chance"
+    "accuracy",         # float: on the held-out sequences
+    "n_train", "n_test",  # int
+    "seconds",          # float
+)
+
 # token_projections.parquet
 PROJECTION_COLUMNS = ("layer", "method", "token_id", "x", "y")
 PROJECTION_METHODS = ("umap", "pca")
@@ -147,6 +184,10 @@ def command_for(run_dir: str | os.PathLike, name: str) -> str:
         return f"grover analyze {run_dir} --only {_MADE_BY_ANALYSIS[name]}"
     if name == EMBEDDINGS_DIR or name.startswith(EMBEDDINGS_DIR + "/"):
         return f"grover embed {run_dir}"
+    if name == FINETUNE_RESULTS or name.startswith(TASKS_DIR):
+        return f"grover finetune --run {run_dir}"
+    if name == NEXTKMER_RESULTS:
+        return f"grover nextkmer --run {run_dir}"
     if name == VOCABULARIES_DIR or name.startswith(VOCABULARIES_DIR + "/"):
         return f"grover vocab compare --run {run_dir}"
     return f"grover demo --out {run_dir}"

@@ -111,6 +111,7 @@ PAGES = [
     st.Page("views/vocabularies.py", title="Vocabularies", icon=":material/compare_arrows:", url_path="vocabularies"),
     st.Page("views/inspector.py", title="Sequence inspector", icon=":material/search:", url_path="inspector"),
     st.Page("views/compare.py", title="Compare models", icon=":material/difference:", url_path="compare"),
+    st.Page("views/benchmarks.py", title="Benchmarks", icon=":material/leaderboard:", url_path="benchmarks"),
 ]
 page = st.navigation(PAGES)
 for _key in KEPT_ACROSS_PAGES:

@@ -349,3 +349,25 @@ def load_genome_slice(fasta: Path | str, chromosome: str, start: int, end: int) 
     if not path.is_file():
         raise FileNotFoundError(f"the genome {path} is not there any more")
     return _genome_slice(str(path), _mtime_ns(path), str(chromosome), int(start), int(end))
+
+
+# --- Benchmarks page: the run's fine-tuning task tables, without their sequences ---
+
+TASK_SUMMARY_COLUMNS = ["label", "chromosome", "split"]  # enough for sizes per split and positive shares
+
+
+@st.cache_data(show_spinner=False, max_entries=_CACHE_ENTRIES)
+def _task_tables(folder: str, files: tuple[tuple[str, int], ...]) -> dict[str, pd.DataFrame]:
+    return {name: pd.read_parquet(Path(folder) / f"{name}.parquet", columns=TASK_SUMMARY_COLUMNS) for name, _ in files}
+
+
+def load_task_tables(run_dir: Path | str) -> dict[str, pd.DataFrame]:
+    """Return ``{task: table}`` of the run's ``experiments/tasks/*.parquet``, only ``label, chromosome, split`` (cached).
+
+    Empty when the run has no task tables; a damaged file raises what pyarrow raises.
+    """
+    folder = Path(run_dir) / run.TASKS_DIR
+    if not folder.is_dir():
+        return {}
+    files = tuple(sorted((p.stem, _mtime_ns(p)) for p in folder.glob("*.parquet") if p.is_file()))
+    return _task_tables(str(folder), files) if files else {}

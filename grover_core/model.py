@@ -49,6 +49,7 @@ class ModelConfig:
     hidden_dropout_prob: float = 0.1
     attention_probs_dropout_prob: float = 0.1
     attn_implementation: str = "sdpa"  # fused attention; "eager" when attention maps are wanted
+    initializer_range: float = 0.02  # std of the normal initialisation (BERT's 0.02)
 
     @property
     def max_window_tokens(self) -> int:
@@ -91,7 +92,12 @@ def build_model(config: ModelConfig, tokenizer: PreTrainedTokenizerBase, *, seed
         type_vocab_size=1,
         **fields,
     )
-    return BertForMaskedLM._from_config(bert_config, attn_implementation=attn_implementation)
+    model = BertForMaskedLM._from_config(bert_config, attn_implementation=attn_implementation)
+    with torch.no_grad():
+        # One segment: the token-type vector is a constant that pretraining keeps frozen (see
+        # grover_core.pretrain.trained_parameters); zero, it leaves the embeddings as word + position.
+        model.bert.embeddings.token_type_embeddings.weight.zero_()
+    return model
 
 
 def model_config_from_bert(config: BertConfig) -> ModelConfig:
@@ -105,6 +111,7 @@ def model_config_from_bert(config: BertConfig) -> ModelConfig:
         hidden_dropout_prob=config.hidden_dropout_prob,
         attention_probs_dropout_prob=config.attention_probs_dropout_prob,
         attn_implementation=getattr(config, "_attn_implementation", None) or "sdpa",
+        initializer_range=config.initializer_range,
     )
 
 

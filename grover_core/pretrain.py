@@ -258,10 +258,27 @@ def _training_fingerprint(model: BertForMaskedLM, tokenizer: PreTrainedTokenizer
     return fingerprint(fields), sorted(fields)
 
 
+FROZEN_PARAMETERS = ("bert.embeddings.token_type_embeddings.weight",)
+
+
+def trained_parameters(model: BertForMaskedLM) -> list[tuple[str, torch.nn.Parameter]]:
+    """Return the ``(name, parameter)`` pairs pretraining updates: all but ``FROZEN_PARAMETERS``.
+
+    GROVER has one segment, so BERT's token-type embedding is a single vector added to every
+    position. Trained, it is a free bias that grows to carry the unigram prediction and drowns the
+    position embeddings in the embedding LayerNorm: a 4-layer 128-wide model then never learns to
+    attend to its neighbours (it cannot learn to copy the token to its left in 1,500 steps; with the
+    vector frozen it learns that in 300; ``benchmarks/mlm_learning.py``). The LayerNorm bias
+    already is that bias, so the vector stays as built (zero for our models, see ``build_model``).
+    """
+    return [(name, p) for name, p in model.named_parameters() if name not in FROZEN_PARAMETERS]
+
+
 def _make_optimizer(model: BertForMaskedLM, config: PretrainConfig, device: torch.device) -> torch.optim.Optimizer:
     # No decay on biases and LayerNorm weights, as in BERT.
-    decay = [p for p in model.parameters() if p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.ndim < 2]
+    trained = [p for _, p in trained_parameters(model)]
+    decay = [p for p in trained if p.ndim >= 2]
+    no_decay = [p for p in trained if p.ndim < 2]
     return torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
                               {"params": no_decay, "weight_decay": 0.0}],
                              lr=config.learning_rate, betas=(0.9, 0.98), eps=1e-6, fused=device.type == "cuda")
@@ -309,6 +326,9 @@ def pretrain(model: BertForMaskedLM, tokenizer: PreTrainedTokenizerBase, genome:
     share = dist.slice_of(config.batch_size)
     special = torch.from_numpy(special_token_mask(tokenizer))
     generator = torch.Generator().manual_seed(config.seed)
+    for name, parameter in model.named_parameters():
+        if name in FROZEN_PARAMETERS:
+            parameter.requires_grad_(False)  # no gradient at all: it must not count in the clipped norm
     optimizer = _make_optimizer(model, config, device)
     run_fingerprint, fingerprint_fields = _training_fingerprint(model, tokenizer, genome, config, dist.world_size)
 
@@ -365,7 +385,7 @@ def pretrain(model: BertForMaskedLM, tokenizer: PreTrainedTokenizerBase, genome:
                     loss = loss_sum * (dist.world_size / (selected_in_batch * accumulation))
                 loss.backward()
                 step_loss += loss_sum.detach() / (selected_in_batch * accumulation)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            torch.nn.utils.clip_grad_norm_([p for _, p in trained_parameters(model)], config.grad_clip)
             optimizer.step()
             done = step + 1
             if step % config.log_every == 0 or done == config.steps:

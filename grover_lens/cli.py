@@ -26,6 +26,14 @@
                                                    every layer's embedding of every token of given sequences
     grover analyze runs/demo [--only probes] [--annotation states=states.bed ...]
                                                    the registered analyses (``grover analyze --list``)
+    grover task build --run runs/demo [--tss BED] [--peaks BED] [--table NAME=PATH ...]
+                                                   fine-tuning task tables (Prom300, PromScan, CTCF, yours)
+    grover finetune --run runs/demo [--model NAME=PATH ...] [--task NAME ...]
+                                                   fine-tune on every task beside the TF-IDF baseline
+                                                   (builds the demo tasks first when the run has none)
+    grover nextkmer --run runs/demo [--cycles 100 600] [--kmers 4 6] [--steps N]
+                                                   next-k-mer prediction across vocabularies (the paper's
+                                                   vocabulary choice): pretrain a small model per vocabulary
 
 Bad input ends with one line naming the problem (exit status 2), not a traceback.
 """
@@ -446,6 +454,142 @@ def _vocabularies_of_run(args) -> None:
     print(f"vocabularies {', '.join(names)} -> {run_dir / run_format.VOCABULARIES_DIR}")
 
 
+# --- the paper's experiments (grover_lens.experiments) ---------------------------------------------------
+
+def _run_folder(path: str) -> Path:
+    import analysis.run as run_format
+
+    run_dir = Path(path)
+    if not run_format.is_run(run_dir):
+        raise GroverInputError(f"{run_dir} is not a GROVER Lens run (no manifest.json). Build one with "
+                               f"`grover demo --out {run_dir}` or `grover build GENOME --out {run_dir}`.")
+    return run_dir
+
+
+def _name_path_pairs(items: list[str] | None, option: str) -> dict[str, str]:
+    """``["a=x", "y/b"]`` -> ``{"a": "x", "b": "y/b"}`` (a bare path is named after its last part)."""
+    pairs = {}
+    for item in items or []:
+        name, sep, path = item.partition("=")
+        if not sep:
+            name, path = Path(item.rstrip("/")).name, item
+        if not name or not path:
+            raise GroverInputError(f"{option} takes NAME=PATH, got {item!r}.")
+        if name in pairs:
+            raise GroverInputError(f"{option}: the name {name!r} is given twice.")
+        pairs[name] = path
+    return pairs
+
+
+def _print_table(table, title: str) -> None:
+    import pandas as pd
+
+    print(f"\n{title}")
+    with pd.option_context("display.width", 160, "display.max_columns", 20, "display.float_format", "{:.3f}".format):
+        print(table.to_string(index=False))
+
+
+def _cmd_task_build(args) -> None:
+    import pandas as pd
+
+    import analysis.run as run_format
+    from grover_core.tasks import task_summary
+    from grover_lens.experiments import DEMO_TASKS, build_tasks
+
+    run_dir = _run_folder(args.run_dir)
+    tables = _name_path_pairs(args.table, "--table")
+    tasks = DEMO_TASKS if args.tasks is None else tuple(args.tasks)
+    written = build_tasks(run_dir, tasks=tasks, genome=args.genome, tss_bed=args.tss, ctcf_peaks=args.peaks,
+                          ctcf_bound_column=args.bound_column, user_tables=tables, command=args.command_line,
+                          progress=not args.quiet)
+    rows = []
+    for name, path in written.items():
+        summary = task_summary(pd.read_parquet(path, columns=["label", "chromosome", "split"])).set_index("split")
+        rows.append({"task": name, **{f"n_{s}": int(summary.loc[s, "n"]) for s in summary.index},
+                     "positive_fraction": float(summary["positives"].sum() / max(1, summary["n"].sum()))})
+    _print_table(pd.DataFrame(rows), "task tables (examples per split)")
+    print(f"\nwritten: {', '.join(p.name for p in written.values())} (+ .json) in {run_dir / run_format.TASKS_DIR}")
+
+
+def _ensure_tasks(run_dir: Path, args) -> None:
+    """A run without task tables gets the demo tasks its genome's annotation files allow, saying so."""
+    from grover_lens.experiments import available_demo_tasks, build_tasks, task_names
+
+    if task_names(run_dir):
+        return
+    tasks = available_demo_tasks(run_dir)
+    if not tasks:
+        raise GroverInputError(f"{run_dir} has no task tables, and no tss.bed or ctcf_sites.bed lies beside its "
+                               f"genome: make tables with `grover task build --run {run_dir} --tss BED --peaks BED` "
+                               "(or --table NAME=PATH).")
+    print(f"{run_dir} has no task tables yet: building {', '.join(tasks)} from the files beside its genome "
+          f"(as `grover task build --run {run_dir}` does)", flush=True)
+    build_tasks(run_dir, tasks=tasks, command=args.command_line)
+
+
+def _cmd_finetune(args) -> None:
+    import analysis.run as run_format
+    from grover_lens.experiments import FINETUNED_DIR, FinetuneExperimentConfig, finetune_tasks
+
+    run_dir = _run_folder(args.run_dir)
+    models = _name_path_pairs(args.model, "--model") or None
+    config = FinetuneExperimentConfig()
+    changes = {name: value for name, value in (("epochs", args.epochs), ("batch_size", args.batch_size),
+                                                ("learning_rate", args.learning_rate)) if value is not None}
+    finetune = dataclasses.replace(config.finetune, **changes)
+    config = dataclasses.replace(
+        config, finetune=finetune, max_train_examples=args.max_train, keep_models=args.keep_models,
+        min_steps=0 if args.epochs is not None else config.min_steps,  # an explicit --epochs is what runs
+        # An explicit --learning-rate is used for every model, small or not.
+        small_model_learning_rate=None if args.learning_rate is not None else config.small_model_learning_rate)
+    _ensure_tasks(run_dir, args)
+    results = finetune_tasks(run_dir, models=models, tasks=args.task, config=config, command=args.command_line,
+                             progress=not args.quiet)
+    _print_table(results[["task", "model", "method", "mcc", "accuracy", "macro_f1", "n_train", "n_test", "seconds"]],
+                 "fine-tuning results (test split)")
+    print(f"\nwritten: {run_dir / run_format.FINETUNE_RESULTS} (+ .json; rows of other models kept)")
+    if args.keep_models:
+        print(f"fine-tuned models: {run_dir / FINETUNED_DIR}/<task>/<model>")
+
+
+def _cmd_nextkmer(args) -> None:
+    import pandas as pd
+
+    import analysis.run as run_format
+    from grover_lens.experiments import NEXTKMER_DIR, VocabularySelectionConfig, vocabulary_selection
+
+    run_dir = _run_folder(args.run_dir)
+    config = VocabularySelectionConfig()
+    nextkmer = config.nextkmer
+    nextkmer = dataclasses.replace(nextkmer, **{name: value for name, value in (
+        ("k_values", tuple(args.k) if args.k else None), ("n_train", args.n_train), ("n_test", args.n_test))
+        if value is not None})
+    if args.epochs is not None:
+        nextkmer = dataclasses.replace(nextkmer, finetune=dataclasses.replace(nextkmer.finetune, epochs=args.epochs))
+    pretrain = config.pretrain if args.steps is None else dataclasses.replace(
+        config.pretrain, steps=args.steps, warmup_steps=min(config.pretrain.warmup_steps, max(1, args.steps // 10)))
+    config = dataclasses.replace(
+        config, cycles=tuple(config.cycles if args.cycles is None else args.cycles),
+        kmers=tuple(config.kmers if args.kmers is None else args.kmers),
+        model_preset=args.preset or config.model_preset,
+        pretrain=pretrain, nextkmer=nextkmer, chromosomes=tuple(args.chromosomes or ()))
+    given = _name_path_pairs(args.model, "--model")  # kind and size are read from each model's tokenizer
+    results = vocabulary_selection(run_dir, config=config, models=given or None, genome=args.genome,
+                                   command=args.command_line, progress=not args.quiet)
+    shown = results.assign(accuracy=results["accuracy"] * 100)
+    tuned = shown[shown["method"] == "fine-tuned"].pivot_table(index="vocabulary", columns="k", values="accuracy",
+                                                               sort=False)
+    reference = (shown[shown["method"] != "fine-tuned"].drop_duplicates(["method", "k"])
+                 .pivot_table(index="method", columns="k", values="accuracy", sort=False))
+    table = tuned.reset_index().rename(columns={"vocabulary": "model"})
+    table = pd.concat([table, reference.reset_index().rename(columns={"method": "model"})], ignore_index=True)
+    table.columns = [c if isinstance(c, str) else f"k={c}" for c in table.columns]
+    _print_table(table, "next-k-mer accuracy (%) on held-out sequences")
+    print(f"\nwritten: {run_dir / run_format.NEXTKMER_RESULTS} (+ .json; rows of other vocabularies kept)")
+    if not given:
+        print(f"models: {run_dir / NEXTKMER_DIR}/<vocabulary>/model")
+
+
 def _masking(args):
     from grover_core.pretrain import MaskingConfig
 
@@ -615,6 +759,58 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list", action="store_true", help="list the analyses and their outputs")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(run=_cmd_analyze)
+
+    task = sub.add_parser("task", help="fine-tuning task tables").add_subparsers(dest="task_command", required=True)
+    p = task.add_parser("build", help="build Prom300, PromScan, CTCF (and your tables) into RUN/experiments/tasks")
+    p.add_argument("--run", dest="run_dir", required=True, metavar="RUN", help="run folder")
+    p.add_argument("--tasks", nargs="*", default=None, metavar="TASK",
+                   help="of prom300 promscan ctcf (default: all three; nothing after --tasks: only --table ones)")
+    p.add_argument("--genome", default=None, help="genome FASTA (default: the run's)")
+    p.add_argument("--tss", default=None, metavar="BED",
+                   help="TSSs (BED6, strand needed) for prom300 and promscan (default: tss.bed beside the genome)")
+    p.add_argument("--peaks", default=None, metavar="BED",
+                   help="CTCF ChIP-seq peaks for ctcf (default: ctcf_sites.bed beside the genome, bound = column 7)")
+    p.add_argument("--bound-column", type=int, default=None, metavar="N",
+                   help="1-based column of --peaks flagging bound rows (1/0); default: every row is a peak")
+    p.add_argument("--table", nargs="+", action="extend", default=None, metavar="NAME=PATH",
+                   help="your own tasks: CSV/TSV/Parquet with sequence and label (and optionally split) columns")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(run=_cmd_task_build)
+
+    p = sub.add_parser("finetune", help="fine-tune models on the run's tasks beside the TF-IDF k-mer baseline")
+    p.add_argument("--run", dest="run_dir", required=True, metavar="RUN", help="run folder")
+    p.add_argument("--task", nargs="+", default=None, metavar="NAME", help="these task tables only (default: all)")
+    p.add_argument("--model", nargs="+", action="extend", default=None, metavar="NAME=PATH",
+                   help="model folders to fine-tune (default: the run's model, named after the run); rows of "
+                   "other models already in the results are kept")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="default 4, more on small tasks (at least 100 optimizer steps); early stopping on "
+                   "validation rows")
+    p.add_argument("--learning-rate", type=float, default=None,
+                   help="for every model (default: 1e-3 for small models, hidden size <= 256; 2e-5 for larger)")
+    p.add_argument("--batch-size", type=int, default=None, help="default 32")
+    p.add_argument("--max-train", type=int, default=None, metavar="N", help="subsample training rows (seeded)")
+    p.add_argument("--keep-models", action="store_true", help="save fine-tuned models in RUN/experiments/finetuned")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(run=_cmd_finetune)
+
+    p = sub.add_parser("nextkmer", help="next-k-mer prediction across vocabularies (how the paper chose BPE 600)")
+    p.add_argument("--run", dest="run_dir", required=True, metavar="RUN", help="run folder")
+    p.add_argument("--cycles", type=int, nargs="*", default=None, help="BPE cycle counts (default 50 100 200 400 600)")
+    p.add_argument("--kmers", type=int, nargs="*", default=None, help="fixed k-mer vocabularies (default 4 6)")
+    p.add_argument("--k", type=int, nargs="+", default=None, help="nucleotides to predict (default 2 3 4 5 6)")
+    p.add_argument("--steps", type=int, default=None, help="pretraining steps per vocabulary (default 300)")
+    p.add_argument("--preset", default=None, help="model shape for every vocabulary (default grover-tiny)")
+    p.add_argument("--n-train", type=int, default=None, help="next-k-mer training sequences (default 2000)")
+    p.add_argument("--n-test", type=int, default=None, help="next-k-mer test sequences (default 500)")
+    p.add_argument("--epochs", type=int, default=None, help="next-k-mer fine-tuning epochs (default 2)")
+    p.add_argument("--chromosomes", nargs="+", default=None, help="draw sequences here (default: the run's held-out)")
+    p.add_argument("--genome", default=None, help="genome FASTA (default: the run's)")
+    p.add_argument("--model", nargs="+", action="extend", default=None, metavar="NAME=PATH",
+                   help="score these pretrained models instead of pretraining (e.g. grover=path/to/GROVER; "
+                   "BPE cycles or k read from their tokenizers)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(run=_cmd_nextkmer)
     return parser
 
 

@@ -183,7 +183,7 @@ def test_home_shows_the_run(page, server, tiny_run):
 # The inspector draws its charts once a sequence is given; Compare models needs a second run.
 PAGES = {
     "": 0, "token-map": 1, "self-similarity": 3, "clusters": 3, "annotations": 3, "vocabularies": 4,
-    "inspector": 0, "compare": 0,
+    "inspector": 0, "compare": 0, "benchmarks": 0,
 }
 SCREENSHOTS = Path("/tmp/grover_lens_screenshots")
 

@@ -152,3 +152,20 @@ def test_pretraining_learns_a_repetitive_genome_and_beats_the_frequency_baseline
     assert evaluation["mask_only_top1_accuracy"] > evaluation["frequency_baseline_mask_only_top1_accuracy"] + 0.04
 
 
+
+
+def test_the_token_type_vector_starts_at_zero_and_pretraining_leaves_it_there(repetitive):
+    tokenizer, genome, _, _ = repetitive
+    model = build_model(model_config("grover-test"), tokenizer, seed=0)
+    token_type = model.bert.embeddings.token_type_embeddings.weight
+    assert torch.count_nonzero(token_type) == 0
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    pretrain(model, tokenizer, genome, config=PretrainConfig(steps=5, batch_size=4, max_window_tokens=32,
+                                                             warmup_steps=1, masking=MaskingConfig(0.15)))
+    # Trained, this one vector grows into a bias that drowns the position embeddings
+    # (benchmarks/mlm_learning.py); everything else must have moved.
+    assert torch.count_nonzero(model.bert.embeddings.token_type_embeddings.weight) == 0
+    moved = [name for name, p in model.named_parameters() if not torch.equal(p, before[name])]
+    assert "bert.embeddings.position_embeddings.weight" in moved
+    assert "bert.encoder.layer.0.attention.self.query.weight" in moved
+    assert "bert.embeddings.token_type_embeddings.weight" not in moved
