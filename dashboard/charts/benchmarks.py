@@ -115,7 +115,10 @@ def finetune_figure(results: pd.DataFrame, *, metric: str = "mcc", title: str = 
         baseline = bool(part["is_baseline"].iloc[0])
         by_task = part.drop_duplicates("task").set_index("task").reindex(tasks)
         if baseline:
-            marker = {"color": BASELINE_COLOUR, "pattern": {"shape": BASELINE_PATTERN, "fgcolor": "#FFFFFF"}}
+            # "overlay": the grey fill stays under the white hatching; plotly's default ("replace")
+            # draws the hatching alone on a transparent bar, which is invisible on a white page.
+            marker = {"color": BASELINE_COLOUR,
+                      "pattern": {"shape": BASELINE_PATTERN, "fgcolor": "#FFFFFF", "fillmode": "overlay"}}
         else:
             marker = {"color": MODEL_PALETTE[colour_index % len(MODEL_PALETTE)]}
             colour_index += 1

@@ -68,6 +68,7 @@ def test_finetune_figure_has_a_bar_per_model_and_the_baseline_beside_each():
     baseline = traces["tf-idf k-mer baseline"]
     assert list(baseline.y) == pytest.approx([0.67, 0.26, -0.1])  # the baseline on every task
     assert baseline.marker.color == charts.BASELINE_COLOUR and baseline.marker.pattern.shape == charts.BASELINE_PATTERN
+    assert baseline.marker.pattern.fillmode == "overlay"  # else the grey fill is dropped and the bar is invisible
     assert traces["grover"].marker.color != traces["kmer_model"].marker.color != charts.BASELINE_COLOUR
     assert tuple(fig.layout.yaxis.range) == (-1.0, 1.12)  # a negative MCC is shown
 
