@@ -37,3 +37,14 @@ def runs_dir(tmp_path_factory, tiny_genome_dir) -> Path:
 def tiny_run(runs_dir) -> Path:
     """Path of the tiny run folder (manifest, tokenizer, model, tables)."""
     return runs_dir / "tiny"
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models gain nothing from threads, and two threads fight on a shared 2-core machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -22,13 +22,7 @@ MOTIF = "CGCGCGCGCGCG"  # a CpG run: 3-mer tokens CGC/GCG whatever its phase
 FAST = FinetuneConfig(epochs=5, batch_size=32, learning_rate=1e-3, log_every=5)  # tiny models need a high rate
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from threads, and two threads fight on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def motif_table(n, seed, *, length=60, motif=MOTIF):

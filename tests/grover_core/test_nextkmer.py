@@ -6,7 +6,6 @@ import itertools
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from analysis.run import NEXTKMER_RESULT_COLUMNS
 from grover_core import nextkmer
@@ -21,12 +20,7 @@ from grover_core.nextkmer import (DATASET_COLUMNS, NextKmerConfig, chance_accura
                                   truncate_next_kmer)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
 
 from analysis import run as run_format
 from grover_lens.cli import main
@@ -15,12 +14,7 @@ from grover_lens.cli import main
 FAST_FINETUNE = ["--epochs", "1", "--max-train", "100", "--batch-size", "16", "--learning-rate", "3e-3", "--quiet"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")
