@@ -18,9 +18,10 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
+from analysis.run import TFIDF_BASELINE
 from grover_core.errors import GroverInputError
 
-BASELINE_NAME = "tf-idf k-mer baseline"  # the method name in finetune_results.parquet
+BASELINE_NAME = TFIDF_BASELINE  # the method name in finetune_results.parquet
 
 
 def tfidf_kmer_pipeline(*, k_values: Sequence[int] = (3, 4, 5, 6), max_features: int | None = None, C: float = 1.0,

@@ -93,6 +93,11 @@ TASK_COLUMNS = (
     "end",         # int
     "split",       # str: "train", "validation" or "test" (by chromosome)
 )
+# The method column of the results tables.
+FINE_TUNED = "fine-tuned"
+TFIDF_BASELINE = "tf-idf k-mer baseline"
+FREQUENCY_BASELINE = "frequency baseline"
+CHANCE = "chance"
 # experiments/finetune_results.parquet: one row per (task, model, method).
 FINETUNE_RESULT_COLUMNS = (
     "task",       # str: "prom300", "promscan", "ctcf" or a user table's name

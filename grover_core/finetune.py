@@ -25,14 +25,13 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef, precision_score, recall_score
-from transformers import (AutoModelForSequenceClassification, BertForSequenceClassification, PreTrainedModel,
+from transformers import (BertForSequenceClassification, PreTrainedModel,
                           PreTrainedTokenizerBase)
 from transformers.utils import logging as hf_logging
 
 from grover_core.atomic import atomic_path
 from grover_core.errors import GroverInputError
-from grover_core.model import (SAFE_WEIGHTS, _check_sizes, _emitted_vocab_size, _load_pickled_state_dict,
-                               _read_bert_config, _weights_file, check_vocab_sizes, resolve_model_folder)
+from grover_core.model import load_bert_folder, resolve_model_folder
 from grover_core.pretrain import autocast_for, pick_device
 from grover_core.tokenizer_folder import TokenizerFolder, load_any_tokenizer
 
@@ -213,49 +212,26 @@ def load_classifier(model_path: str | os.PathLike, *, num_labels: int,
     if not isinstance(num_labels, (int, np.integer)) or num_labels < 2:
         raise GroverInputError(f"num_labels must be a whole number of at least 2 classes, got {num_labels!r}.")
     folder = resolve_model_folder(model_path)
-    config = _read_bert_config(folder)
-    source = _weights_file(folder)
     if tokenizer is None:
         if not (folder / "tokenizer.json").is_file():
             raise GroverInputError(f"{folder} holds a model but no tokenizer.json. Pass tokenizer= (the folder of "
                                    "the tokenizer this model was trained with).")
         tokenizer = folder
     hf_tokenizer = _hf_tokenizer(tokenizer)
-    _check_sizes(config.vocab_size, _emitted_vocab_size(hf_tokenizer), folder)
-    config.num_labels = int(num_labels)  # also resets id2label / label2id to LABEL_0 ..
-    config.problem_type = "single_label_classification"
     torch.manual_seed(seed)  # the fresh pooler and head draw from the global generator
     # transformers prints a load report listing the MLM head as unused and the pooler and classifier as
-    # new: exactly what is expected here, and checked below, so only errors are let through.
+    # new: exactly what is expected here (missing weights are checked), so only errors are let through.
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
-        if source.name in SAFE_WEIGHTS:
-            model, info = AutoModelForSequenceClassification.from_pretrained(
-                str(folder), config=config, local_files_only=True, use_safetensors=True,
-                attn_implementation=attn_implementation, output_loading_info=True)
-        else:
-            state_dict = _load_pickled_state_dict(folder, source)
-            # The Auto class needs a path to resolve; config.json was checked to be BERT above.
-            model, info = BertForSequenceClassification.from_pretrained(
-                None, config=config, state_dict=state_dict, attn_implementation=attn_implementation,
-                output_loading_info=True)
-    except GroverInputError:
-        raise
-    except Exception as error:  # size mismatches (a head of another num_labels too), corrupt files, ...
-        first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
-        raise GroverInputError(f"{source} cannot be loaded as a {num_labels}-class classifier ({first}). Check that "
-                               "config.json and the weights come from the same model, and num_labels.") from None
+        model = load_bert_folder(
+            folder, model_class=BertForSequenceClassification, tokenizer=hf_tokenizer,
+            # num_labels also resets id2label / label2id to LABEL_0 ..
+            config_changes={"num_labels": int(num_labels), "problem_type": "single_label_classification"},
+            attn_implementation=attn_implementation, loaded_as=f"a {num_labels}-class classifier (check num_labels)",
+            fresh=("classifier.", "bert.pooler."))
     finally:
         hf_logging.set_verbosity(verbosity)
-    # Expected fresh: the pooler and the classifier. Anything else missing means an encoder without weights.
-    lacking = sorted(key for key in info.get("missing_keys") or []
-                     if not key.startswith(("classifier.", "bert.pooler.")))
-    if lacking:
-        raise GroverInputError(f"{source} lacks encoder weights ({len(lacking)} missing, e.g. "
-                               f"{', '.join(lacking[:3])}): not a BERT checkpoint of the shape config.json "
-                               "describes. Give a masked-LM folder such as GROVER.")
-    check_vocab_sizes(model, hf_tokenizer)
     return model.train(), hf_tokenizer
 
 

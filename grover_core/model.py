@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import BertConfig, BertForMaskedLM, PreTrainedTokenizerBase
+from transformers import BertConfig, BertForMaskedLM, PreTrainedModel, PreTrainedTokenizerBase
 
 from grover_core.errors import GroverInputError
 from grover_core.tokenizer_folder import TokenizerFolder, load_any_tokenizer
@@ -135,12 +135,30 @@ def load_model(path: str | os.PathLike, *, tokenizer: PreTrainedTokenizerBase | 
         weights, weights that do not fit ``config.json`` or carry no masked-LM head, a ``.bin`` holding
         pickled objects other than tensors, or a tokenizer that can emit ids beyond the model's rows.
     """
+    return load_bert_folder(path, tokenizer=tokenizer, attn_implementation=attn_implementation)
+
+
+def load_bert_folder(path: str | os.PathLike, *, model_class: type[PreTrainedModel] = BertForMaskedLM,
+                     config_changes: dict | None = None,
+                     tokenizer: PreTrainedTokenizerBase | TokenizerFolder | None = None,
+                     attn_implementation: str = "sdpa", loaded_as: str = "the model config.json describes",
+                     fresh: tuple[str, ...] = ()) -> PreTrainedModel:
+    """Load a BERT folder's weights into ``model_class`` (eval mode), by the rules of ``load_model``.
+
+    ``config_changes`` set fields of the folder's ``config.json`` first (e.g. ``num_labels``);
+    ``fresh`` names the prefixes of weights the checkpoint need not hold (a new head: they are drawn
+    from the global torch generator); any other missing weight is an error. ``loaded_as`` finishes the
+    sentence "<weights> cannot be loaded as ..." of the error a mismatch raises.
+    """
     folder = Path(path)
     config = _read_bert_config(folder)
+    for name, value in (config_changes or {}).items():
+        setattr(config, name, value)
     source = _weights_file(folder)
     if tokenizer is not None:
         _check_sizes(config.vocab_size, _emitted_vocab_size(tokenizer), folder)
-    model = _load_weights(source, config, attn_implementation)
+    model = _load_weights(source, config, attn_implementation, model_class=model_class, loaded_as=loaded_as,
+                          fresh=fresh)
     if tokenizer is not None:
         check_vocab_sizes(model, tokenizer)
     return model
@@ -277,34 +295,37 @@ def _weights_file(folder: Path) -> Path:
                            "config.json. Copy the weights file into the folder.")
 
 
-def _load_weights(source: Path, config: BertConfig, attn_implementation: str) -> BertForMaskedLM:
-    """The weights in ``source`` in a ``BertForMaskedLM``: safetensors through transformers, a ``.bin``
+def _load_weights(source: Path, config: BertConfig, attn_implementation: str, *,
+                  model_class: type[PreTrainedModel] = BertForMaskedLM,
+                  loaded_as: str = "the model config.json describes", fresh: tuple[str, ...] = ()) -> PreTrainedModel:
+    """The weights in ``source`` in a ``model_class``: safetensors through transformers, a ``.bin``
     read here (weights only) and handed over as a state dict."""
     folder = source.parent
     try:
         if source.name in SAFE_WEIGHTS:
-            loaded = BertForMaskedLM.from_pretrained(str(folder), config=config, local_files_only=True,
-                                                     use_safetensors=True, attn_implementation=attn_implementation,
-                                                     output_loading_info=True)
+            loaded = model_class.from_pretrained(str(folder), config=config, local_files_only=True,
+                                                 use_safetensors=True, attn_implementation=attn_implementation,
+                                                 output_loading_info=True)
         else:
             state_dict = _load_pickled_state_dict(folder, source)
-            loaded = BertForMaskedLM.from_pretrained(None, config=config, state_dict=state_dict,
-                                                     attn_implementation=attn_implementation,
-                                                     output_loading_info=True)
+            loaded = model_class.from_pretrained(None, config=config, state_dict=state_dict,
+                                                 attn_implementation=attn_implementation,
+                                                 output_loading_info=True)
     except GroverInputError:
         raise
     except Exception as error:  # size mismatches (RuntimeError), corrupt files (SafetensorError, OSError), ...
         first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
-        raise GroverInputError(f"{source} cannot be loaded as the model config.json describes ({first}). Check "
+        raise GroverInputError(f"{source} cannot be loaded as {loaded_as} ({first}). Check "
                                "that config.json and the weights come from the same model.") from None
     model, info = loaded
-    missing = sorted(info.get("missing_keys") or [])
+    missing = sorted(key for key in info.get("missing_keys") or [] if not key.startswith(fresh))
     if missing:
         head = [key for key in missing if key.startswith("cls.predictions")]
         what = "has no masked-LM head" if head else "lacks weights the model needs"
         raise GroverInputError(
-            f"{source} {what} ({len(missing)} missing, e.g. {', '.join(missing[:3])}): not a BertForMaskedLM "
-            f"checkpoint (config.json architectures: {config.architectures}). Give a masked-LM folder such as GROVER."
+            f"{source} {what} ({len(missing)} missing, e.g. {', '.join(missing[:3])}): not a "
+            f"{model_class.__name__} checkpoint (config.json architectures: {config.architectures}). Give a "
+            "masked-LM folder such as GROVER."
         )
     return model.eval()
 

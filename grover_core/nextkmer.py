@@ -29,7 +29,8 @@ DATASET_COLUMNS = ("sequence", "label", "next_kmer", "chromosome", "start", "end
 # The same columns as analysis.run.NEXTKMER_RESULT_COLUMNS (grover_core never imports analysis).
 NEXTKMER_RESULT_COLUMNS = ("vocabulary", "vocabulary_kind", "bpe_cycles", "kmer_size", "k", "method", "accuracy",
                            "n_train", "n_test", "seconds")
-METHODS = ("fine-tuned", "frequency baseline", "chance")
+# The method names of analysis.run (FINE_TUNED, FREQUENCY_BASELINE, CHANCE).
+FINE_TUNED, FREQUENCY_BASELINE, CHANCE = METHODS = ("fine-tuned", "frequency baseline", "chance")
 MAX_K = 8  # 4**8 = 65,536 classes; the paper stops at 6
 _LETTERS = np.frombuffer(NUCLEOTIDES.encode(), dtype=np.uint8)
 _EXACT_SAMPLING_LIMIT = 2_000_000  # candidate positions listed outright below this; rejection sampling above
@@ -319,13 +320,13 @@ def run_next_kmer(model_path, genome_path, *, config: NextKmerConfig = NextKmerC
         probabilities = predict(model, tokenizer, test["sequence"].tolist(), batch_size=finetune_config.eval_batch_size,
                                 max_tokens=finetune_config.max_tokens)
         accuracy = float(np.mean(probabilities.argmax(axis=1) == test["label"].to_numpy()))
-        rows.append({**common, "k": k, "method": "fine-tuned", "accuracy": accuracy,
+        rows.append({**common, "k": k, "method": FINE_TUNED, "accuracy": accuracy,
                      "seconds": time.perf_counter() - started})
         del model  # one 4**k head at a time
 
         started = time.perf_counter()
         accuracy = frequency_baseline_accuracy(train, test, k=k, context_nt=config.baseline_context_nt)
-        rows.append({**common, "k": k, "method": "frequency baseline", "accuracy": accuracy,
+        rows.append({**common, "k": k, "method": FREQUENCY_BASELINE, "accuracy": accuracy,
                      "seconds": time.perf_counter() - started})
-        rows.append({**common, "k": k, "method": "chance", "accuracy": chance_accuracy(k), "seconds": 0.0})
+        rows.append({**common, "k": k, "method": CHANCE, "accuracy": chance_accuracy(k), "seconds": 0.0})
     return pd.DataFrame(rows, columns=list(NEXTKMER_RESULT_COLUMNS))

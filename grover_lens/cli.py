@@ -577,9 +577,9 @@ def _cmd_nextkmer(args) -> None:
     results = vocabulary_selection(run_dir, config=config, models=given or None, genome=args.genome,
                                    command=args.command_line, progress=not args.quiet)
     shown = results.assign(accuracy=results["accuracy"] * 100)
-    tuned = shown[shown["method"] == "fine-tuned"].pivot_table(index="vocabulary", columns="k", values="accuracy",
+    tuned = shown[shown["method"] == run_format.FINE_TUNED].pivot_table(index="vocabulary", columns="k", values="accuracy",
                                                                sort=False)
-    reference = (shown[shown["method"] != "fine-tuned"].drop_duplicates(["method", "k"])
+    reference = (shown[shown["method"] != run_format.FINE_TUNED].drop_duplicates(["method", "k"])
                  .pivot_table(index="method", columns="k", values="accuracy", sort=False))
     table = tuned.reset_index().rename(columns={"vocabulary": "model"})
     table = pd.concat([table, reference.reset_index().rename(columns={"method": "model"})], ignore_index=True)

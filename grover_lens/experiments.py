@@ -50,7 +50,6 @@ DEMO_TASKS = ("prom300", "promscan", "ctcf")  # the paper's three tasks, built f
 TSS_FILE = "tss.bed"  # beside a demo genome's FASTA: TSSs (BED6) for Prom300 and PromScan
 CTCF_FILE = "ctcf_sites.bed"  # beside a demo genome's FASTA: CTCF sites, 7th column bound 1 / unbound 0
 CTCF_BOUND_COLUMN = 7
-FINE_TUNED = "fine-tuned"  # the method of fine-tuned rows (baselines carry their own method name)
 BASELINE_MODEL = "tf-idf k-mer"  # the model name of the TF-IDF baseline's rows
 FINETUNED_DIR = "experiments/finetuned"  # <task>/<model>/: fine-tuned folders kept with keep_models
 NEXTKMER_DIR = "experiments/nextkmer"  # <vocabulary>/model: the models pretrained per vocabulary
@@ -555,10 +554,10 @@ def _finetune_model(run_dir: Path, task: str, splits: _Splits, model_name: str, 
     if config.keep_models:
         kept = save_finetuned(model, folder, Path(run_dir) / FINETUNED_DIR / task / model_name, config=finetune,
                               metrics={**metrics, "task": task, "model_path": str(model_path)})
-    row = {"task": task, "model": model_name, "method": FINE_TUNED,
+    row = {"task": task, "model": model_name, "method": run_format.FINE_TUNED,
            **{k: metrics[k] for k in ("mcc", "accuracy", "macro_f1", "precision", "recall")},
            "n_train": len(splits.train), "n_test": len(splits.test), "seconds": seconds}
-    record = {"task": task, "model": model_name, "method": FINE_TUNED, "model_path": str(model_path),
+    record = {"task": task, "model": model_name, "method": run_format.FINE_TUNED, "model_path": str(model_path),
               "finetune": finetune, "experiment": config, "num_labels": splits.num_labels,
               "n_validation": 0 if splits.validation is None else len(splits.validation),
               "steps": result.steps, "epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
@@ -848,7 +847,7 @@ def vocabulary_selection(run_dir: str | Path, *, config: VocabularySelectionConf
                 kind, cycles, kmer_size = item.kind, item.cycles, item.kmer_size
             rows = run_next_kmer(model_dir, fasta, config=nextkmer, vocabulary=name, vocabulary_kind=kind,
                                  bpe_cycles=cycles, kmer_size=kmer_size)
-            tuned = rows[rows["method"] == FINE_TUNED]
+            tuned = rows[rows["method"] == run_format.FINE_TUNED]
             _say(progress, "  next-k-mer accuracy " + ", ".join(
                 f"k={k}: {a:.2%}" for k, a in zip(tuned["k"], tuned["accuracy"])) +
                 f" ({time.perf_counter() - started:.0f} s)")

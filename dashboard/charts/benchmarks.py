@@ -17,11 +17,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
-# Method names as the pipeline writes them (analysis/run.py).
-FINE_TUNED = "fine-tuned"
-TFIDF_BASELINE = "tf-idf k-mer baseline"
-FREQUENCY_BASELINE = "frequency baseline"
-CHANCE = "chance"
+from analysis.run import CHANCE, FINE_TUNED, FREQUENCY_BASELINE  # the method names the pipeline writes
 
 # Fine-tuning metrics (all on the held-out test split) -> label shown.
 METRICS: dict[str, str] = {"mcc": "MCC", "accuracy": "accuracy", "macro_f1": "macro F1",

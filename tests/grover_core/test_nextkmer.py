@@ -15,7 +15,7 @@ from grover_core.finetune import FinetuneConfig
 from grover_core.genome import iter_fasta
 from grover_core.kmer import build_kmer_tokenizer, write_kmer_tokenizer
 from grover_core.model import build_model, model_config
-from grover_core.nextkmer import (DATASET_COLUMNS, NextKmerConfig, chance_accuracy, frequency_baseline_accuracy,
+from grover_core.nextkmer import (DATASET_COLUMNS, METHODS, NextKmerConfig, chance_accuracy, frequency_baseline_accuracy,
                                   frequency_baseline_predict, kmer_index, next_kmer_dataset, run_next_kmer,
                                   truncate_next_kmer)
 
@@ -151,3 +151,9 @@ def test_run_next_kmer_fills_the_result_table(fasta, tmp_path):
     with pytest.raises(GroverInputError, match="n_validation"):
         run_next_kmer(model_dir, fasta, vocabulary="kmer_3", vocabulary_kind="kmer",
                       config=dataclasses.replace(config, finetune=FinetuneConfig(early_stopping_patience=1)))
+
+
+def test_method_names_are_the_results_schema_ones():
+    from analysis import run
+
+    assert METHODS == (run.FINE_TUNED, run.FREQUENCY_BASELINE, run.CHANCE)
