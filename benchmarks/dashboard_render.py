@@ -36,12 +36,19 @@ SECTION = "## Dashboard render time"
 # url path -> (title in the navigation, charts the page draws on the demo run at least)
 PAGES = {
     "": ("Runs", 0), "token-map": ("Token embedding map", 1), "self-similarity": ("Self-similarity", 3),
-    "clusters": ("GC/AG content clusters", 3), "annotations": ("Chromatin and annotations", 3),
-    "vocabularies": ("Vocabularies", 4), "inspector": ("Sequence inspector", 0), "compare": ("Compare models", 0),
+    "clusters": ("GC/AG content clusters", 4), "annotations": ("Chromatin and annotations", 4),
+    "vocabularies": ("Vocabularies", 6), "inspector": ("Sequence inspector", 0), "compare": ("Compare models", 0),
 }
-SETTLED_JS = """(n) => document.querySelectorAll('.js-plotly-plot .main-svg').length >= n
-    && !document.querySelector('[data-testid="stStatusWidgetRunningIcon"]')
-    && document.querySelectorAll('[data-testid="stSkeleton"]').length === 0"""
+# Rendered: the script has finished (no running icon, no skeleton, nothing left over from the page before)
+# and every plotly chart on the page has
+# drawn (each draws several .main-svg layers, so counting those would pass with a third of the charts drawn),
+# at least n of them.
+SETTLED_JS = """(n) => {
+    const charts = document.querySelectorAll('[data-testid="stPlotlyChart"]');
+    return charts.length >= n && [...charts].every((chart) => chart.querySelector('.js-plotly-plot .main-svg'))
+        && !document.querySelector('[data-testid="stStatusWidgetRunningIcon"]')
+        && !document.querySelector('[data-stale="true"]')
+        && document.querySelectorAll('[data-testid="stSkeleton"]').length === 0; }"""
 
 
 def _free_port() -> int:
@@ -77,10 +84,11 @@ def settle(page, n_charts: int) -> None:
     page.wait_for_function(SETTLED_JS, arg=n_charts, timeout=120_000, polling=50)
 
 
-def measure(runs: Path, run_name: str, *, repeats: int, screenshots: Path) -> dict[str, dict]:
+def measure(runs: Path, run_name: str, *, repeats: int, screenshots: Path, port: int | None = None,
+            pages: list[str] | None = None) -> dict[str, dict]:
     from playwright.sync_api import sync_playwright
 
-    port = _free_port()
+    port = port or _free_port()
     server = serve(runs, port)
     base = f"http://127.0.0.1:{port}"
     results: dict[str, dict] = {}
@@ -91,6 +99,8 @@ def measure(runs: Path, run_name: str, *, repeats: int, screenshots: Path) -> di
                                                  args=["--no-sandbox", "--disable-gpu"])
             page = browser.new_context(viewport={"width": 1600, "height": 1100}).new_page()
             for path, (title, n_charts) in PAGES.items():
+                if pages is not None and (path or "runs") not in pages:
+                    continue
                 url = f"{base}/{path}?run={run_name}"
                 started = time.perf_counter()
                 page.goto(url)
@@ -151,15 +161,19 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--run", default="demo", help="run to open on every page")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--screenshots", default="/tmp/grover_lens_benchmark_screenshots")
+    parser.add_argument("--port", type=int, default=None, help="port to serve the app on (default: a free one)")
+    parser.add_argument("--pages", nargs="+", default=None, metavar="PATH",
+                        help="only these pages (url paths; 'runs' for the first page); implies --no-write")
     parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     args = parser.parse_args(argv)
     load = os.getloadavg()[0]
-    results = measure(Path(args.runs), args.run, repeats=args.repeats, screenshots=Path(args.screenshots))
+    results = measure(Path(args.runs), args.run, repeats=args.repeats, screenshots=Path(args.screenshots),
+                      port=args.port, pages=args.pages)
     (Path(args.screenshots) / "timings.json").write_text(json.dumps(results, indent=2))
     command = "python benchmarks/dashboard_render.py " + " ".join(argv if argv is not None else sys.argv[1:])
     section = report(results, command=command.strip(), load=load, screenshots=Path(args.screenshots))
     print(section)
-    if not args.no_write:
+    if not args.no_write and args.pages is None:
         write_section(REPO / "BENCHMARKS.md", section)
     return results
 

@@ -1,7 +1,7 @@
 """Embedding extraction: speed against the naive way and a bare forward pass, memory, self-similarity, GPU.
 
-    python benchmarks/embedding_extraction.py                  # grover-small (64 windows) and grover-tiny (256)
-    python benchmarks/embedding_extraction.py --preset grover-small --windows 64
+    python benchmarks/embedding_extraction.py                  # grover-tiny (4,096 windows) and grover-small (256)
+    python benchmarks/embedding_extraction.py --preset grover-small --windows 256
     python benchmarks/embedding_extraction.py --quick          # a smoke test on small sizes; prints, writes nothing
 
 Data: the demo genome (``write_demo_genome``, 5.6 Mbp), a 600-cycle BPE learned on it and its tokenized
@@ -13,18 +13,25 @@ on training. Every method runs on the same windows, the extractor's own list
 1. Speed, CPU (``torch.set_num_threads(2)``), per preset, on one model:
 
    * extraction: ``extract_embeddings(..., config=ExtractionConfig(max_windows=N, window_tokens=W,
-     batch_size=B))`` into a fresh folder, the whole call (set-up and final writes included);
-   * naive: one window at a time through ``model(..., output_hidden_states=True)`` under
-     ``torch.no_grad()``, every layer's hidden states of every window kept as numpy arrays in a list,
-     per-token means of every layer computed from them at the end;
+     batch_size=B))`` into a fresh folder, the whole call (set-up and final writes included), in the
+     dtype ``ExtractionConfig.dtype="auto"`` picks here (``resolve_dtype``: bf16 autocast on a CPU with
+     native bf16, else float32);
    * bare: batches of B pre-made windows through ``model(input_ids, attention_mask,
-     output_hidden_states=True)`` under ``torch.inference_mode()``, nothing kept.
+     output_hidden_states=True)`` under ``torch.inference_mode()``, nothing kept, in the extraction's
+     dtype (the 90% target compares like with like);
+   * bare, encoder only: the same through ``model.base_model`` (no MLM head: what the extractor runs);
+   * naive: one window at a time through ``model(..., output_hidden_states=True)`` under
+     ``torch.no_grad()`` in float32, every layer's hidden states of every window kept as numpy arrays in
+     a list, per-token means of every layer computed from them at the end (the 3x target's baseline);
+   * with ``--also-float32`` (when the extraction's dtype is not float32 already): extraction and bare
+     in float32 too, for contrast.
 
-   Each is warmed up once, then the three run back to back in every repeat (the order rotating) and the
+   Each is warmed up once, then all run back to back in every repeat (the order rotating) and the
    medians are reported; ratios are medians of per-repeat ratios, which stay fair when other jobs load the
    machine. Targets: extraction >= 3x naive, extraction >= 90% of bare. One more extraction runs with
    timers around each of its parts (wrapped functions and forward hooks, exclusive times) to show where
-   its time goes.
+   its time goes; it checkpoints once, half-way (the default cadence, every 60 s, never fires in calls
+   this short).
 2. Memory: the extraction (and, for contrast, the naive way) in a fresh process for N and 10N windows
    of the first preset; the peak RSS (VmHWM) and, polled every few ms from outside, the peaks of
    RssAnon (the process's own heap) and RssFile (file pages mapped, ``samples.npy`` among them).
@@ -42,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import datetime as dt
 import functools
 import json
@@ -64,9 +72,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import grover_core.extract as extract_module  # noqa: E402
-from grover_core.extract import ExtractionConfig, extract_embeddings, window_table  # noqa: E402
+from grover_core.extract import ExtractionConfig, extract_embeddings, resolve_dtype, window_table  # noqa: E402
 from grover_core.model import build_model, count_parameters, model_config  # noqa: E402
-from grover_core.pretrain import autocast_for, collate_windows  # noqa: E402
+from grover_core.pretrain import collate_windows  # noqa: E402
 from grover_core.tokenized_genome import TokenizedGenome  # noqa: E402
 from grover_core.tokenizer import load_tokenizer  # noqa: E402
 
@@ -83,12 +91,16 @@ THREADS = 2
 HIGH_SPREAD = 0.10  # (max - min) / median of a measurement's repeats above this: flagged as noisy
 POOL_VALUES = 64 * 2**20  # random normal values drawn for the self-similarity input (128 MB as float16)
 POLL_S = 0.005  # how often the parent reads a memory child's /proc/<pid>/status
-DEFAULT_WINDOWS = {"grover-small": 64, "grover-tiny": 256, "grover-test": 512, "grover-base": 16}
+DEFAULT_WINDOWS = {"grover-small": 256, "grover-tiny": 4096, "grover-test": 512, "grover-base": 16}
 DEFAULT_BATCH = {"grover-small": 16, "grover-tiny": 32, "grover-test": 32, "grover-base": 8}
 # Parts of an extraction whose cost does not grow with the windows streamed (per call).
 ONE_OFF_PARTS = ("fingerprint_model", "window_table", "open/create .npy", "_create_window_arrays", "_finish",
                  "_sort_slots_by_key", "flush in _sort_slots_by_key", "flush in _finish", "_write_token_means",
                  "_save_npy", "other")
+# Which dtype each method runs in; "bare" and "bare_encoder" follow the extraction's.
+METHODS = ("extraction", "bare", "bare_encoder", "naive", "extraction_float32", "bare_float32")
+LABELS = {"extraction": "extraction", "bare": "bare", "bare_encoder": "bare, encoder only", "naive": "naive",
+          "extraction_float32": "extraction, float32", "bare_float32": "bare, float32"}
 
 
 # --------------------------------------------------------------------------------------------- data
@@ -147,12 +159,22 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def bare_pass(model, batches, device: torch.device) -> float:
-    """Seconds for a batched forward pass with every hidden state and nothing kept."""
+def _autocast(device: torch.device, dtype: torch.dtype):
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def bare_pass(model, batches, device: torch.device, dtype: torch.dtype = torch.float32) -> float:
+    """Seconds for a batched forward pass with every hidden state and nothing kept (autocast to ``dtype``)."""
     moved = [(ids.to(device), mask.to(device)) for ids, mask in batches]
     _sync(device)
     started = time.perf_counter()
-    with torch.inference_mode(), autocast_for(device):
+    with torch.inference_mode(), _autocast(device, dtype):
         for input_ids, attention_mask in moved:
             model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
     _sync(device)
@@ -183,6 +205,12 @@ def naive_extraction(model, tokenizer, windows: list[np.ndarray], device: torch.
     return np.stack(means)
 
 
+def _timed(fn) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
 def timed_extraction(model, tokenizer, genome, config: ExtractionConfig, scratch: Path) -> float:
     """Seconds for one ``extract_embeddings`` call into a fresh folder (removed afterwards, untimed)."""
     out_dir = Path(tempfile.mkdtemp(prefix="extract_", dir=scratch))
@@ -206,7 +234,8 @@ def extraction_part_timers(model: torch.nn.Module, parts: dict[str, float]):
 
     Wraps the module-level functions the extractor looks up at call time, ``np.lib.format.open_memmap``
     (creating and opening the .npy files) and ``np.memmap.flush`` (named after its caller), and hooks the
-    model's forward. A nested part's time is taken out of the part around it.
+    forward of ``model.base_model`` (the encoder the extractor runs). A nested part's time is taken out of
+    the part around it.
     """
     stack: list[list] = []  # [name, start, seconds of nested parts]
 
@@ -231,14 +260,15 @@ def extraction_part_timers(model: torch.nn.Module, parts: dict[str, float]):
         return wrapper
 
     targets = [(extract_module, fn, fn) for fn in (
-        "fingerprint_model", "window_table", "collate_windows", "_accumulate", "_write_window_rows", "_checkpoint",
-        "_apply_pending", "_finish", "_sort_slots_by_key", "_write_token_means", "_save_npy", "_create_window_arrays")
+        "fingerprint_model", "window_table", "collate_windows", "_stream_batch", "bottom_k_update", "_checkpoint",
+        "_finish", "_sort_slots_by_key", "_write_token_means", "_save_npy", "_create_window_arrays")
         if hasattr(extract_module, fn)]
     targets += [(np.lib.format, "open_memmap", "open/create .npy"),
                 (np.memmap, "flush", lambda s: f"flush in {s[-1][0] if s else 'extract_embeddings'}")]
     saved = [(owner, attr, getattr(owner, attr)) for owner, attr, _ in targets]
-    handles = [model.register_forward_pre_hook(lambda *args: enter("forward")),
-               model.register_forward_hook(lambda *args: leave())]
+    encoder = model.base_model  # what the extractor runs (the MLM head is never called)
+    handles = [encoder.register_forward_pre_hook(lambda *args: enter("forward")),
+               encoder.register_forward_hook(lambda *args: leave())]
     try:
         for owner, attr, name in targets:
             setattr(owner, attr, timed(name, getattr(owner, attr)))
@@ -265,8 +295,11 @@ def _spread(values: list[float]) -> float:
 
 
 def measure_speed(preset: str, n_windows: int, batch_size: int, *, tokenizer, genome, repeats: int, scratch: Path,
-                  device: torch.device, naive: bool = True, log=print) -> dict:
-    """Extraction, naive and bare windows/s on one model and the same windows; medians over repeats."""
+                  device: torch.device, naive: bool = True, also_float32: bool = False, log=print) -> dict:
+    """Extraction, bare (full model and encoder only), naive windows/s on one model and the same windows.
+
+    Medians over repeats; every method runs once per repeat, back to back, the order rotating.
+    """
     model = build_model(model_config(preset), tokenizer, seed=0).to(device).eval()
     window = window_tokens_for(model, None)
     windows = extraction_windows(genome, window, n_windows)
@@ -274,51 +307,70 @@ def measure_speed(preset: str, n_windows: int, batch_size: int, *, tokenizer, ge
     batches = [tuple(collate_windows(windows[i:i + batch_size], tokenizer).values())
                for i in range(0, n_windows, batch_size)]
     config = ExtractionConfig(max_windows=n_windows, window_tokens=window, batch_size=batch_size)
+    dtype = resolve_dtype(config.dtype, device)
+    float32 = torch.float32
     tokens = sum(int(w.size) for w in windows)
+    runs = {
+        "extraction": lambda: timed_extraction(model, tokenizer, genome, config, scratch),
+        "bare": lambda: bare_pass(model, batches, device, dtype),
+        "bare_encoder": lambda: bare_pass(model.base_model, batches, device, dtype),
+        "naive": lambda: _timed(lambda: naive_extraction(model, tokenizer, windows, device)),
+        "extraction_float32": lambda: timed_extraction(model, tokenizer, genome,
+                                                       dataclasses.replace(config, dtype="float32"), scratch),
+        "bare_float32": lambda: bare_pass(model, batches, device, float32),
+    }
+    methods = [m for m in METHODS if (m != "naive" or naive) and
+               (not m.endswith("_float32") or (also_float32 and dtype != float32))]
+    dtypes = {m: _dtype_name(float32 if m in ("naive", "extraction_float32", "bare_float32") else dtype)
+              for m in methods}
 
     # Warm-up, once each: first-call costs (allocations, kernel choice, lazy imports) out of the timings.
-    bare_pass(model, batches[:1], device)
+    small = ExtractionConfig(max_windows=batch_size, window_tokens=window, batch_size=batch_size)
+    for d in {dtype, float32}:
+        bare_pass(model, batches[:1], device, d)
+        bare_pass(model.base_model, batches[:1], device, d)
+        timed_extraction(model, tokenizer, genome, dataclasses.replace(small, dtype=_dtype_name(d)), scratch)
     if naive:
         naive_extraction(model, tokenizer, windows[:2], device)
-    timed_extraction(model, tokenizer, genome, ExtractionConfig(max_windows=batch_size, window_tokens=window,
-                                                                batch_size=batch_size), scratch)
 
-    seconds: dict[str, list[float]] = {"extraction": [], "naive": [], "bare": []}
-    methods = ["extraction", "naive", "bare"] if naive else ["extraction", "bare"]
+    seconds: dict[str, list[float]] = {m: [] for m in methods}
     loads = []
     for repeat in range(repeats):
         order = methods[repeat % len(methods):] + methods[:repeat % len(methods)]  # none always goes first
         for method in order:
-            if method == "extraction":
-                seconds[method].append(timed_extraction(model, tokenizer, genome, config, scratch))
-            elif method == "naive":
-                started = time.perf_counter()
-                naive_extraction(model, tokenizer, windows, device)
-                seconds[method].append(time.perf_counter() - started)
-            else:
-                seconds[method].append(bare_pass(model, batches, device))
+            seconds[method].append(runs[method]())
         loads.append(os.getloadavg()[0])
         log(f"  {preset} repeat {repeat + 1}/{repeats}: " + ", ".join(
-            f"{m} {n_windows / seconds[m][-1]:.2f} windows/s" for m in methods) + f" (load {loads[-1]:.2f})")
-    # The breakdown call between two bare passes over the same batches: a ratio under the same load.
-    bare_around = [bare_pass(model, batches, device)]
-    breakdown = extraction_breakdown(model, tokenizer, genome, config, scratch)
-    bare_around.append(bare_pass(model, batches, device))
+            f"{m} {n_windows / seconds[m][-1]:.2f}" for m in methods) + f" windows/s (load {loads[-1]:.2f})")
+    # The breakdown call between two bare passes over the same batches: a ratio under the same load. It
+    # checkpoints once, half-way, to show what a checkpoint costs.
+    bare_around = [bare_pass(model, batches, device, dtype)]
+    breakdown = extraction_breakdown(model, tokenizer, genome, dataclasses.replace(
+        config, checkpoint_seconds=None, checkpoint_every=max(batch_size, n_windows // 2 // batch_size * batch_size)),
+        scratch)
+    bare_around.append(bare_pass(model, batches, device, dtype))
     rate = {m: [n_windows / s for s in seconds[m]] for m in methods}
+
+    def ratio(a: str, b: str) -> float:
+        return statistics.median([x / y for x, y in zip(rate[a], rate[b])])
+
     figures = {
         "preset": preset, "device": str(device), "parameters": count_parameters(model),
         "layers": model.config.num_hidden_layers + 1, "hidden": model.config.hidden_size,
         "vocab": model.config.vocab_size, "window_tokens": window, "windows": n_windows, "tokens": tokens,
-        "batch_size": batch_size, "repeats": repeats,
+        "batch_size": batch_size, "repeats": repeats, "dtype": _dtype_name(dtype), "dtypes": dtypes,
         "windows_per_s": {m: statistics.median(r) for m, r in rate.items()},
         "spread": {m: _spread(r) for m, r in rate.items()},
-        "extraction_over_bare": statistics.median([e / b for e, b in zip(rate["extraction"], rate["bare"])]),
+        "extraction_over_bare": ratio("extraction", "bare"),
+        "extraction_over_bare_encoder": ratio("extraction", "bare_encoder"),
         "repeats_windows_per_s": rate, "repeats_load": loads, "breakdown_s": breakdown,
         "breakdown_bare_s": bare_around,
     }
     if naive:
-        figures["extraction_over_naive"] = statistics.median(
-            [e / n for e, n in zip(rate["extraction"], rate["naive"])])
+        figures["extraction_over_naive"] = ratio("extraction", "naive")
+    if "extraction_float32" in rate:
+        figures["extraction_float32_over_bare_float32"] = ratio("extraction_float32", "bare_float32")
+        figures["bare_over_bare_float32"] = ratio("bare", "bare_float32")
     one_off = sum(v for k, v in breakdown.items() if k in ONE_OFF_PARTS)
     streaming = breakdown["total"] - one_off
     figures["streaming_windows_per_s"] = n_windows / streaming
@@ -572,10 +624,10 @@ def _where_time_goes(f: dict) -> list[str]:
     bd = f["breakdown_s"]
     total = bd["total"]
     names = sorted((k for k in bd if k != "total"), key=lambda k: -bd[k])
-    lines = [f"Where one extraction call's time goes (`{f['preset']}`, {f['windows']} windows, one more call with "
-             "timers: wrapped functions of `grover_core.extract` and forward hooks, exclusive seconds; \"flush in X\" "
-             "is `np.memmap.flush` called from X; \"other\" is what no timer saw). Parts marked one-off do not grow "
-             "with the windows streamed:", "",
+    lines = [f"Where one extraction call's time goes (`{f['preset']}`, {f['windows']} windows, {f['dtype']}, one more "
+             "call with timers: wrapped functions of `grover_core.extract` and forward hooks on `model.base_model`, "
+             "exclusive seconds; \"flush in X\" is `np.memmap.flush` called from X; \"other\" is what no timer saw; "
+             "this call checkpoints once, half-way). Parts marked one-off do not grow with the windows streamed:", "",
              "| part | seconds | share | one-off |", "|---|---|---|---|"]
     for name in names:
         if bd[name] < 0.0005 * total and name != "forward":
@@ -584,14 +636,13 @@ def _where_time_goes(f: dict) -> list[str]:
                      f"{'yes' if name in ONE_OFF_PARTS else ''} |")
     lines.append(f"| **total** | {total:.3f} | 100% | |")
     bare = statistics.mean(f["breakdown_bare_s"])
-    lines += ["", f"A bare pass over the same batches just before and just after this call took "
-              f"{' and '.join(f'{b:.2f}' for b in f['breakdown_bare_s'])} s; the model's forward inside the call took "
-              f"{bd.get('forward', 0):.2f} s, so the rest of the call ({total - bd.get('forward', 0):.2f} s) is the "
-              f"extractor's own work. This call ran at {f['call_over_bare']:.1%} of the bare pass's speed; without the "
-              f"one-off parts ({f['one_off_s']:.2f} s) the streaming loop ran {f['streaming_windows_per_s']:.2f} "
-              f"windows/s = {f['streaming_over_bare']:.1%} of the bare pass ({bare:.2f} s on average; "
-              f"{_verdict(f['streaming_over_bare'] >= BARE_TARGET)} against {BARE_TARGET:.0%} even for the loop alone; "
-              "one call, so read it as rough)."]
+    lines += ["", f"A bare pass ({f['dtype']}, full model) over the same batches just before and just after this call "
+              f"took {' and '.join(f'{b:.2f}' for b in f['breakdown_bare_s'])} s; the encoder's forward inside the call "
+              f"took {bd.get('forward', 0):.2f} s, so the rest of the call ({total - bd.get('forward', 0):.2f} s) is "
+              f"the extractor's own work. This call ran at {f['call_over_bare']:.1%} of the bare pass's speed; without "
+              f"the one-off parts ({f['one_off_s']:.2f} s) the streaming loop ran {f['streaming_windows_per_s']:.2f} "
+              f"windows/s = {f['streaming_over_bare']:.1%} of the bare pass ({bare:.2f} s on average; one call, so "
+              "read it as rough)."]
     return lines
 
 
@@ -599,31 +650,37 @@ def report(speed: list[dict], memory: dict | None, self_sim: dict | None, gpu: d
            started: dict, ended: dict) -> str:
     """The BENCHMARKS.md section (Markdown) for these results."""
     cpu = started["cpu"]
+    dtype_note = ", ".join(f"{f['preset']}: {f['dtype']}" for f in speed)
     lines = [SECTION, "",
              f"`{command}` on this machine ({os.cpu_count()} cores{', ' + cpu if cpu else ''}, "
              f"{started['memory_gb']:.0f} GB RAM), {started['date']}; torch {torch.__version__}, "
              f"{torch.get_num_threads()} intra-op threads, numpy {np.__version__}, Python "
              f"{platform.python_version()}. Load average (1 min) {started['load']:.2f} at the start and "
              f"{ended['load']:.2f} at the end (the benchmark alone adds about 2; other jobs shared the 2 cores, "
-             "which is why the three methods run back to back in every repeat and the ratios are per repeat).", "",
+             "which is why all methods run back to back in every repeat and the ratios are per repeat).", "",
              "Data: the demo genome (5.6 Mbp), a 600-cycle BPE learned on it and its tokenized genome, built as "
              "`build_run` builds them; randomly initialised models (`build_model(model_config(preset), tokenizer)`). "
              "All methods take the same windows: the extractor's own list (`window_table` with `max_windows`, "
              "evenly spread, full length). Extraction: one `extract_embeddings` call with `ExtractionConfig("
-             "max_windows=N, window_tokens=W, batch_size=B)` (defaults otherwise: K = 500, window embeddings on) into "
-             "a fresh folder, set-up and final writes included. Naive: one window at a time through "
-             "`model(..., output_hidden_states=True)` under `torch.no_grad()`, every layer's hidden states kept as "
-             "numpy arrays in a list, per-token means of every layer at the end. Bare: batches of B pre-made windows "
-             "through `model(input_ids, attention_mask, output_hidden_states=True)` under `torch.inference_mode()`, "
-             "nothing kept. Each method warmed up once; medians of the repeats; ratios are medians of per-repeat "
-             f"ratios. Targets: extraction >= {NAIVE_TARGET:g}x naive, extraction >= {BARE_TARGET:.0%} of bare.", "",
-             "| preset | parameters | layers x hidden | window (tokens) | windows | batch | repeats | "
-             "extraction windows/s | naive windows/s | bare windows/s | extraction / naive | extraction / bare | "
-             "spread (extraction / naive / bare) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "max_windows=N, window_tokens=W, batch_size=B)` (defaults otherwise: K = 500, window embeddings on, "
+             "`dtype=\"auto\"`, a checkpoint every 60 s) into a fresh folder, set-up and final writes included; it "
+             "runs the encoder (`model.base_model`: the MLM head's logits are never needed) in the dtype `auto` picks "
+             f"on this CPU ({dtype_note}: bf16 autocast where the CPU has native bf16, AMX / AVX512-BF16). Bare: "
+             "batches of B pre-made windows through `model(input_ids, attention_mask, output_hidden_states=True)` "
+             "(the full model, MLM head included) under `torch.inference_mode()`, nothing kept, in the extraction's "
+             "dtype; \"bare, encoder only\" is the same through `model.base_model`. Naive: one window at a time "
+             "through `model(..., output_hidden_states=True)` under `torch.no_grad()` in float32, every layer's hidden "
+             "states kept as numpy arrays in a list, per-token means of every layer at the end. Each method warmed up "
+             "once; medians of the repeats; ratios are medians of per-repeat ratios. Targets: extraction >= "
+             f"{BARE_TARGET:.0%} of bare (same dtype), extraction >= {NAIVE_TARGET:g}x naive (float32).", "",
+             "| preset | parameters | layers x hidden | window (tokens) | windows | batch | repeats | dtype: "
+             "extraction and bare / naive | extraction windows/s | bare windows/s | bare, encoder only windows/s | "
+             "naive windows/s | extraction / bare (target >= 90%) | extraction / bare, encoder only | "
+             "extraction / naive (target >= 3x) | spread (extraction / bare / encoder only / naive) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for f in speed:
         w, s = f["windows_per_s"], f["spread"]
-        spread = " / ".join(f"{s[m]:.0%}" if m in s else "n/a" for m in ("extraction", "naive", "bare"))
+        spread = " / ".join(f"{s[m]:.0%}" if m in s else "n/a" for m in ("extraction", "bare", "bare_encoder", "naive"))
         if max(s.values()) > HIGH_SPREAD:
             spread += " (high)"
         naive = f"{w['naive']:.2f}" if "naive" in w else "not run"
@@ -631,23 +688,37 @@ def report(speed: list[dict], memory: dict | None, self_sim: dict | None, gpu: d
                       if "extraction_over_naive" in f else "n/a")
         lines.append(f"| {f['preset']} | {f['parameters'] / 1e6:.2f}M | {f['layers']} x {f['hidden']} | "
                      f"{f['window_tokens']} | {f['windows']} | {f['batch_size']} | {f['repeats']} | "
-                     f"{w['extraction']:.2f} | {naive} | {w['bare']:.2f} | {over_naive} | "
+                     f"{f['dtype']} / {f['dtypes'].get('naive', 'n/a')} | {w['extraction']:.2f} | {w['bare']:.2f} | "
+                     f"{w['bare_encoder']:.2f} | {naive} | "
                      f"{f['extraction_over_bare']:.1%} {_verdict(f['extraction_over_bare'] >= BARE_TARGET)} | "
-                     f"{spread} |")
+                     f"{f['extraction_over_bare_encoder']:.1%} | {over_naive} | {spread} |")
+    contrast = [f for f in speed if "extraction_float32" in f["windows_per_s"]]
+    if contrast:
+        lines += ["", "For contrast, the same windows in float32 (extraction with `dtype=\"float32\"`, bare without "
+                  "autocast), in the same repeats:", "",
+                  "| preset | extraction, float32 windows/s | bare, float32 windows/s | extraction / bare, both float32 | "
+                  "bare in the extraction's dtype / bare in float32 |", "|---|---|---|---|---|"]
+        for f in contrast:
+            w = f["windows_per_s"]
+            lines.append(f"| {f['preset']} | {w['extraction_float32']:.2f} | {w['bare_float32']:.2f} | "
+                         f"{f['extraction_float32_over_bare_float32']:.1%} | {f['bare_over_bare_float32']:.2f}x |")
     noisy = [f["preset"] for f in speed if max(f["spread"].values()) > HIGH_SPREAD]
     if noisy:
         lines += ["", f"High variance (a method's repeats spread more than {HIGH_SPREAD:.0%} of their median) for "
                   f"{', '.join(noisy)}: other jobs shared the cores; the per-repeat ratios are the fairer figures."]
+    shown = [m for m in METHODS if any(m in f["repeats_windows_per_s"] for f in speed)]
     lines += ["", "Every repeat (windows/s; load average at its end):", "",
-              "| preset | repeat | load | extraction | naive | bare | extraction / naive | extraction / bare |",
-              "|---|---|---|---|---|---|---|---|"]
+              "| preset | repeat | load | " + " | ".join(LABELS[m] for m in shown) +
+              " | extraction / bare | extraction / naive |",
+              "|---|---|---|" + "---|" * len(shown) + "---|---|"]
     for f in speed:
         r = f["repeats_windows_per_s"]
-        for i, (e, b) in enumerate(zip(r["extraction"], r["bare"])):
-            nv = r.get("naive", [None] * len(r["extraction"]))[i]
-            lines.append(f"| {f['preset']} | {i + 1} | {f['repeats_load'][i]:.1f} | {e:.2f} | "
-                         f"{'' if nv is None else f'{nv:.2f}'} | {b:.2f} | {'' if nv is None else f'{e / nv:.2f}x'} | "
-                         f"{e / b:.1%} |")
+        for i in range(f["repeats"]):
+            cells = [f"{r[m][i]:.2f}" if m in r else "" for m in shown]
+            e, b = r["extraction"][i], r["bare"][i]
+            nv = r["naive"][i] if "naive" in r else None
+            lines.append(f"| {f['preset']} | {i + 1} | {f['repeats_load'][i]:.1f} | " + " | ".join(cells) +
+                         f" | {e / b:.1%} | {'' if nv is None else f'{e / nv:.2f}x'} |")
     for f in speed:
         lines += [""] + _where_time_goes(f)
     if memory:
@@ -697,13 +768,15 @@ def _machine_state() -> dict:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", nargs="+", default=["grover-small", "grover-tiny"],
+    parser.add_argument("--preset", nargs="+", default=["grover-tiny", "grover-small"],
                         choices=list(DEFAULT_WINDOWS), help="model presets (the first one also gets the memory test)")
     parser.add_argument("--windows", type=int, nargs="+",
-                        help="windows per preset (default: 64 for grover-small, 256 for grover-tiny)")
-    parser.add_argument("--batch-size", type=int, nargs="+", help="batch per preset (default: 16 / 32)")
+                        help="windows per preset (default: 4096 for grover-tiny, 256 for grover-small)")
+    parser.add_argument("--batch-size", type=int, nargs="+", help="batch per preset (default: 32 / 16)")
     parser.add_argument("--repeats", type=int, default=3, help="repeats of each speed measurement; medians reported")
-    parser.add_argument("--memory-windows", type=int, default=32, help="N of the memory test (10N is run too)")
+    parser.add_argument("--memory-windows", type=int, default=1000, help="N of the memory test (10N is run too)")
+    parser.add_argument("--also-float32", action="store_true",
+                        help="also time extraction and bare in float32 when the extraction's dtype is not float32")
     parser.add_argument("--memory-timeout-s", type=float, default=300.0,
                         help="stop a memory run after this long (longer when the measured speed predicts it)")
     parser.add_argument("--skip-memory", action="store_true")
@@ -750,7 +823,8 @@ def main(argv: list[str] | None = None) -> dict:
     for preset, n, batch in zip(presets, windows, batches):
         log(f"{preset}: {n} windows, batch {batch}")
         results["speed"].append(measure_speed(preset, n, batch, tokenizer=tokenizer, genome=genome, repeats=repeats,
-                                              scratch=scratch, device=torch.device("cpu"), log=log))
+                                              scratch=scratch, device=torch.device("cpu"),
+                                              also_float32=args.also_float32, log=log))
     results["memory"] = None if args.skip_memory else measure_memory(
         presets[0], memory_windows, batches[0], cache=cache, scratch=scratch, naive=True,
         timeout_s=args.memory_timeout_s, rates=results["speed"][0]["windows_per_s"], log=log)

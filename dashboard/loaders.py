@@ -6,6 +6,7 @@ file's modification time, so a rebuilt run is read again while an unchanged one 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +125,34 @@ def load_extraction(run_dir: Path | str) -> tuple[dict[str, Any], pd.DataFrame, 
     """Return ``(extraction.json, windows table, sampled occurrence positions)`` of the run (cached)."""
     marker = run.artifact_path(run_dir, f"{run.EMBEDDINGS_DIR}/extraction.json")
     return _extraction(str(run_dir), _mtime_ns(marker))
+
+
+def stamp(run_dir: Path | str, *names: str) -> tuple[int, ...]:
+    """Return the modification times of files in a run folder (-1 for a missing one): a cache key part
+    that changes when any of them is rewritten."""
+    return tuple(_mtime_ns(path) if (path := Path(run_dir) / name).exists() else -1 for name in names)
+
+
+def file_stamp(path: Path | str) -> int:
+    """Return the modification time of any file (-1 when missing)."""
+    path = Path(path)
+    return _mtime_ns(path) if path.exists() else -1
+
+
+@st.cache_resource(show_spinner=False, max_entries=128)
+def _built(kind: str, key: tuple, _build: Callable[[], Any]) -> Any:
+    return _build()
+
+
+def built_once(kind: str, key: tuple, build: Callable[[], Any]) -> Any:
+    """Return ``build()``, computed once per ``(kind, key)`` and shared by every session (figures of a page).
+
+    ``key`` must name everything the result depends on: the run folder, the ``stamp`` of each file it
+    reads and every widget value. Unlike ``st.cache_data`` the object itself comes back, not a copy
+    (a plotly figure is rebuilt and validated again when unpickled, which costs as much as building
+    it): never modify what this returns. An exception is raised again and nothing is kept.
+    """
+    return _built(kind, key, build)
 
 
 def table_or_none(run_dir: Path | str, name: str) -> pd.DataFrame | None:

@@ -51,6 +51,10 @@ NO_LABEL_COLOUR = "#E6E6E6"
 MINUS_PATTERN = "/"  # composition bars: minus-strand shares hatched, plus solid
 WINDOW_MAP_HEIGHT = 600  # px
 WINDOW_POINT_SIZE = 5  # px
+# Up to this many windows the map is drawn as SVG (go.Scatter), beyond it with WebGL (go.Scattergl):
+# starting a WebGL context costs a browser without a GPU about half a second, more than SVG takes for
+# the pipeline's default cap of 5,000 windows; from about ten thousand points SVG is the slower one.
+SVG_MAX_POINTS = 5_000
 PROBE_METRICS = {"mcc": "MCC", "balanced_accuracy": "balanced accuracy", "accuracy": "accuracy"}
 BASELINE_LAYER = -1  # probe_scores: the k-mer-count baseline's layer
 BASELINE_FEATURES = "kmer_baseline"
@@ -63,6 +67,10 @@ SIGNAL_HEIGHT = 90  # px of a signal row
 REGION_MIN_HEIGHT = 540  # px: room for the legend (labels and clusters)
 TOKEN_STAGGER = 0.14  # lane units: neighbouring tokens sit alternately higher and lower, so boundaries show
 TOKEN_TEXT_MAX = 2_000  # tokens: above this the blocks carry no text (writing it costs the browser seconds)
+# tokens: up to this the region view writes the sequences in the blocks unless asked not to; above it (the
+# default 5 kb holds about 1,000) only when asked (a toggle), since each written block costs a browser about
+# half a millisecond on opening the page, before a zoom shows any text
+TOKEN_TEXT_DEFAULT_MAX = 250
 UNCLUSTERED = -2  # region view: a token with no cluster at the chosen layer (special or never embedded)
 
 
@@ -122,7 +130,8 @@ def colour_options(window_annotations: pd.DataFrame) -> dict[str, str]:
             continue
         title = annotation_title(column)
         if f"{column}{MEAN_SUFFIX}" in columns:
-            bins = " / ".join(label for label in TIMING_COLOURS if label in set(window_annotations[column].astype(str)))
+            present = {str(value) for value in window_annotations[column].unique()}
+            bins = " / ".join(label for label in TIMING_COLOURS if label in present)
             options[column] = f"{title} ({bins or 'bins'})"
             options[f"{column}{MEAN_SUFFIX}"] = f"{title} (mean signal)"
         else:
@@ -185,25 +194,29 @@ def _window_customdata(points: pd.DataFrame, column: str, title: str) -> np.ndar
 
 
 def window_map_figure(points: pd.DataFrame, colour_by: str, *, method: str, colour_title: str | None = None,
-                      order: Sequence[str] | None = None, title: str | None = None) -> go.Figure:
-    """Return the window map (``Scattergl``, every row of ``points`` drawn) coloured by ``colour_by``.
+                      order: Sequence[str] | None = None, title: str | None = None,
+                      webgl: bool | None = None) -> go.Figure:
+    """Return the window map (every row of ``points`` drawn) coloured by ``colour_by``.
 
     Labels: one trace per label in ``order`` (default ``window_label_order``), legend ``label (n)``,
     ``none`` drawn first, underneath. Signal means (``*.mean``): one trace on a colour scale, windows
     without a value in grey. Each point's ``customdata`` is ``[window_index, chromosome, start, end, text]``.
+    Traces are ``Scattergl`` when ``webgl`` is True, ``Scatter`` (SVG) when False; by default WebGL
+    only for more than ``SVG_MAX_POINTS`` points.
     """
     colour_title = colour_title or annotation_title(colour_by.removesuffix(MEAN_SUFFIX))
     customdata = _window_customdata(points, colour_by, colour_title)
     x, y = points["x"].to_numpy(), points["y"].to_numpy()
+    scatter = go.Scattergl if (len(points) > SVG_MAX_POINTS if webgl is None else webgl) else go.Scatter
     traces = []
     if is_continuous(colour_by):
         values = points[colour_by].to_numpy(dtype=float)
         known = np.isfinite(values)
         if (~known).any():
-            traces.append(go.Scattergl(x=x[~known], y=y[~known], mode="markers", name=f"no value ({int((~known).sum()):,})",
-                                       customdata=customdata[~known], hovertemplate=_WINDOW_HOVER,
-                                       marker=dict(size=WINDOW_POINT_SIZE, color=NO_LABEL_COLOUR)))
-        traces.append(go.Scattergl(
+            traces.append(scatter(x=x[~known], y=y[~known], mode="markers", name=f"no value ({int((~known).sum()):,})",
+                                  customdata=customdata[~known], hovertemplate=_WINDOW_HOVER,
+                                  marker=dict(size=WINDOW_POINT_SIZE, color=NO_LABEL_COLOUR)))
+        traces.append(scatter(
             x=x[known], y=y[known], mode="markers", name=colour_title, customdata=customdata[known],
             hovertemplate=_WINDOW_HOVER, showlegend=False,
             marker=dict(size=WINDOW_POINT_SIZE, color=values[known], colorscale="Viridis", showscale=True,
@@ -221,7 +234,7 @@ def window_map_figure(points: pd.DataFrame, colour_by: str, *, method: str, colo
             mask = labels == label
             if not mask.any():
                 continue
-            traces.append(go.Scattergl(
+            traces.append(scatter(
                 x=x[mask], y=y[mask], mode="markers", name=f"{share_label(label)} ({int(mask.sum()):,})",
                 legendrank=legend_rank[label] + 1, customdata=customdata[mask], hovertemplate=_WINDOW_HOVER,
                 marker=dict(size=WINDOW_POINT_SIZE, color=colours[label], opacity=0.85, line=dict(width=0)),

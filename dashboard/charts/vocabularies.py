@@ -37,6 +37,10 @@ GOLDEN = 0.6180339887  # spreads tokens of one length across the jitter band, de
 DODGE = 0.7  # share of a length unit the vocabularies' point columns span in the scatter
 MAX_GROUPED_BARS = 3  # more vocabularies than this draw the length histograms as lines (bars get too thin)
 UNIT_TICKS_UP_TO = 20  # nt: longer length axes get automatic ticks instead of one per length
+# Up to this many tokens the frequency scatter is SVG (go.Scatter), beyond it WebGL (go.Scattergl):
+# starting a WebGL context costs a browser without a GPU about half a second, more than SVG needs for
+# a few thousand points.
+SVG_MAX_POINTS = 5_000
 
 # The GROVER paper's 600-cycle vocabulary on hg19 (/work/shared/reference/GROVER.md). Its "mean
 # length 4.07 nt" is read as nucleotides per token (analysis.vocabulary explains why).
@@ -288,12 +292,17 @@ def frequency_length_points(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
 
 
 def frequency_length_figure(points: pd.DataFrame, summaries: Mapping[str, Mapping[str, Any]] | None = None, *,
-                            colours: Mapping[str, str] | None = None, title: str = "") -> go.Figure:
-    """Return the frequency-against-length scatter (log y), one WebGL trace per vocabulary, with medians.
+                            colours: Mapping[str, str] | None = None, title: str = "",
+                            webgl: bool | None = None) -> go.Figure:
+    """Return the frequency-against-length scatter (log y), one trace per vocabulary, with medians.
 
     ``points`` is ``frequency_length_points`` output; only ``drawn`` rows are plotted. The legend
-    names each vocabulary's Spearman rho of length against frequency (from its summary).
+    names each vocabulary's Spearman rho of length against frequency (from its summary). The token
+    traces are ``Scattergl`` when ``webgl`` is True, SVG ``Scatter`` when False; by default WebGL only
+    for more than ``SVG_MAX_POINTS`` drawn tokens.
     """
+    n_drawn = int(points["drawn"].sum()) if len(points) else 0
+    scatter = go.Scattergl if (n_drawn > SVG_MAX_POINTS if webgl is None else webgl) else go.Scatter
     fig = go.Figure()
     for i, (name, rows) in enumerate(points.groupby("vocabulary", sort=False)):
         name = str(name)
@@ -301,7 +310,7 @@ def frequency_length_figure(points: pd.DataFrame, summaries: Mapping[str, Mappin
         rho = _nan(((summaries or {}).get(name) or {}).get("spearman_length_frequency"))
         label = name if math.isnan(rho) else f"{name} (Spearman {rho:+.2f})"
         drawn = rows.loc[rows["drawn"]]
-        fig.add_trace(go.Scattergl(
+        fig.add_trace(scatter(
             x=drawn["x"], y=drawn["frequency"], mode="markers", name=label, legendgroup=name,
             marker={"color": colour, "size": 5, "opacity": 0.6},
             customdata=np.column_stack([drawn["token"].to_numpy(dtype=object), drawn["length"].to_numpy()]),

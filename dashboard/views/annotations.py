@@ -31,9 +31,29 @@ END_KEY, END_PARAM = "an_end", "end"
 WINDOW_MAP_KEY = "an_window_map"  # clickable: a window opens in the region view
 CLICK_SEEN_KEY = "an_click_seen"  # signature of the last window click acted on
 REGION_CHROM_SEEN_KEY = "an_region_chrom_seen"  # chromosome the interval belongs to (a new one resets it)
+TOKEN_TEXT_KEY = "an_token_text"  # toggle: write each token's sequence in its block
+TOKEN_TEXT_DEFAULT_SEEN_KEY = "an_token_text_default_seen"  # the toggle's default for the interval last drawn
 
 PREFERRED_COMPOSITION = "chromatin_states"
 PROBE_METRIC_CHOICES = ("mcc", "balanced_accuracy")
+
+
+# The figures are built once per run and view (loaders.built_once: shared by every session, never modified):
+# coming back to the page, or reloading it, only sends them again.
+def window_map(window_projections, window_annotations, *, layer: int, method: str, colour_by: str, colour_title: str,
+               title: str):
+    points = charts.window_points(window_projections, window_annotations, layer=layer, method=method)
+    return points, charts.window_map_figure(points, colour_by, method=method, colour_title=colour_title, title=title)
+
+
+def composition_chart(members, annotation: str, title: str):
+    composition = charts.label_composition(members, annotation)
+    return composition, charts.composition_figure(composition, annotation=annotation, title=title)
+
+
+def probe_chart(scores, *, metric: str, layer: int, title: str):
+    fig = charts.probe_figure(scores, metric=metric, current_layer=layer, title=title)
+    return fig, charts.probe_table(scores, metric=metric)
 
 
 run_dir = loaders.require_run()
@@ -94,13 +114,15 @@ if window_projections is not None and window_annotations is not None:
         state.to_link(COLOUR_PARAM, colour_by)
         state.to_link(PROJECTION_PARAM, projection)
         try:
-            points = charts.window_points(window_projections, window_annotations, layer=layer, method=projection)
+            title = f"{run_dir.name} · windows · layer {layer} · {projection.upper()} · {options[colour_by]}"
+            points, fig = loaders.built_once(
+                "an_window_map", (str(run_dir), loaders.stamp(run_dir, run.WINDOW_PROJECTIONS, run.WINDOW_ANNOTATIONS),
+                                  layer, projection, colour_by, options[colour_by], title),
+                lambda: window_map(window_projections, window_annotations, layer=layer, method=projection,
+                                   colour_by=colour_by, colour_title=options[colour_by], title=title))
         except ValueError as error:
             st.info(f"{error} Remake it with `{run.command_for(run_dir, run.WINDOW_PROJECTIONS)}`.")
         else:
-            fig = charts.window_map_figure(
-                points, colour_by, method=projection, colour_title=options[colour_by],
-                title=f"{run_dir.name} · windows · layer {layer} · {projection.upper()} · {options[colour_by]}")
             exports.show_figure(fig, stem=f"{stem}_{projection}_windows_{colour_by}", key=WINDOW_MAP_KEY,
                                 data=points, on_select="rerun", selection_mode="points")
             note = charts.sampling_note(len(points), len(window_annotations),
@@ -134,11 +156,12 @@ if tokens is not None and token_clusters is not None:
         annotation = st.selectbox("Annotation", annotations, format_func=cluster_charts.annotation_title,
                                   key=COMPOSITION_KEY)
         state.to_link(COMPOSITION_PARAM, annotation)
-        composition = charts.label_composition(members, annotation)
-        fig = charts.composition_figure(
-            composition, annotation=annotation,
-            title=f"{run_dir.name} · {cluster_charts.annotation_title(annotation)} per {cluster_method} cluster "
-                  f"· layer {layer}")
+        title = (f"{run_dir.name} · {cluster_charts.annotation_title(annotation)} per {cluster_method} cluster "
+                 f"· layer {layer}")
+        composition, fig = loaders.built_once(
+            "an_composition", (str(run_dir), loaders.stamp(run_dir, run.TOKENS, run.TOKEN_CLUSTERS), layer,
+                               cluster_method, annotation, title),
+            lambda: composition_chart(members, annotation, title))
         exports.show_figure(fig, stem=f"{stem}_{cluster_method}_{annotation}_composition", key="an_composition_chart",
                             data=composition)
         n_clusters = composition["cluster"].dropna().nunique()
@@ -161,9 +184,10 @@ if scores is not None:
         state.seed_choice(METRIC_KEY, METRIC_PARAM, metrics, metrics[0])
         metric = st.radio("Score", metrics, format_func=charts.PROBE_METRICS.get, horizontal=True, key=METRIC_KEY)
         state.to_link(METRIC_PARAM, metric)
-        fig = charts.probe_figure(scores, metric=metric, current_layer=layer,
-                                  title=f"{run_dir.name} · probe {charts.PROBE_METRICS[metric]} per layer")
-        table = charts.probe_table(scores, metric=metric)
+        title = f"{run_dir.name} · probe {charts.PROBE_METRICS[metric]} per layer"
+        fig, table = loaders.built_once(
+            "an_probes", (str(run_dir), loaders.stamp(run_dir, run.PROBE_SCORES), metric, layer, title),
+            lambda: probe_chart(scores, metric=metric, layer=layer, title=title))
         exports.show_figure(fig, stem=f"{run_dir.name}_probe_{metric}", key="an_probe_chart", data=scores)
         st.dataframe(table, hide_index=True, key="an_probe_table",
                      column_config={c: st.column_config.NumberColumn(c, format="%.3f") for c in table.columns
@@ -254,38 +278,71 @@ if interval.notes:
     st.warning(f"Interval {int(start_value):,}-{int(end_value):,}: " + "; ".join(interval.notes) + ".")
 
 interval_tokens = charts.tokens_in_interval(*genome_arrays(chrom), token_lengths, interval.start, interval.end)
-region_tokens = charts.region_tokens(interval_tokens, tokens, members)
-tracks, skipped, counts = [], [], []
-for spec in specs:
-    name = spec.get("name", "?")
-    kind = spec.get("kind", "labels")
-    try:
-        features = loaders.load_annotation_file(spec["path"], kind=kind, label_column=spec.get("label_column", 3),
-                                                strand=bool(spec.get("strand_aware")))
-    except (GroverInputError, KeyError, OSError) as error:
-        skipped.append(f"{name}: {error}")
-        continue
-    order: tuple[str, ...] = ()
-    if kind != "signal":
-        if window_annotations is not None and name in window_annotations.columns:
-            order = tuple(charts.window_label_order(window_annotations, name))
-        else:
-            order = tuple(dict.fromkeys(features["Label"].astype(str)))
-    shown = charts.features_in_interval(features, chrom, interval.start, interval.end)
-    tracks.append(charts.Track(name, kind, shown, order))
-    counts.append(f"{len(shown):,} {cluster_charts.annotation_title(name)} intervals")
+n_tokens = len(interval_tokens)
+# Sequences in the blocks: by default only for short intervals (at the default 5 kb a block is about one
+# pixel wide, so none shows before a zoom, yet writing them all costs the browser most of the page's time).
+text_default = n_tokens <= charts.TOKEN_TEXT_DEFAULT_MAX
+if st.session_state.get(TOKEN_TEXT_DEFAULT_SEEN_KEY) != text_default or TOKEN_TEXT_KEY not in st.session_state:
+    st.session_state[TOKEN_TEXT_KEY] = text_default  # a new interval on the other side of the threshold resets it
+st.session_state[TOKEN_TEXT_DEFAULT_SEEN_KEY] = text_default
+write_text = st.toggle(
+    "Write each token's sequence in its block (readable once zoomed in)", key=TOKEN_TEXT_KEY,
+    disabled=n_tokens > charts.TOKEN_TEXT_MAX,
+    help=f"On by default for intervals of at most {charts.TOKEN_TEXT_DEFAULT_MAX:,} tokens; possible up to "
+         f"{charts.TOKEN_TEXT_MAX:,} tokens (this interval: {n_tokens:,}). Writing them takes the browser longer to "
+         "draw the view; every token's sequence is on hover either way.",
+) and n_tokens <= charts.TOKEN_TEXT_MAX
 
-fig = charts.region_figure(
-    tracks, region_tokens, chromosome=chrom, start=interval.start, end=interval.end,
-    title=f"{run_dir.name} · {chrom}:{interval.start:,}-{interval.end:,} · tokens by {cluster_method} cluster, layer {layer}")
+
+def region_chart(chrom: str, interval: charts.Interval, title: str, write_text: bool):
+    """The region view's figure, with the interval's tokens (the CSV), a count per track and the tracks not drawn."""
+    region_tokens = charts.region_tokens(interval_tokens, tokens, members)
+    tracks, skipped, counts = [], [], []
+    for spec in specs:
+        name = spec.get("name", "?")
+        kind = spec.get("kind", "labels")
+        try:
+            features = loaders.load_annotation_file(spec["path"], kind=kind, label_column=spec.get("label_column", 3),
+                                                    strand=bool(spec.get("strand_aware")))
+        except (GroverInputError, KeyError, OSError) as error:
+            skipped.append(f"{name}: {error}")
+            continue
+        order: tuple[str, ...] = ()
+        if kind != "signal":
+            if window_annotations is not None and name in window_annotations.columns:
+                order = tuple(charts.window_label_order(window_annotations, name))
+            else:
+                order = tuple(dict.fromkeys(features["Label"].astype(str)))
+        shown = charts.features_in_interval(features, chrom, interval.start, interval.end)
+        tracks.append(charts.Track(name, kind, shown, order))
+        counts.append(f"{len(shown):,} {cluster_charts.annotation_title(name)} intervals")
+    fig = charts.region_figure(tracks, region_tokens, chromosome=chrom, start=interval.start, end=interval.end,
+                               title=title, text_max=charts.TOKEN_TEXT_MAX if write_text else -1)
+    table = region_tokens.assign(chromosome=chrom)[["chromosome", "start", "end", "token_id", "token", "cluster"]]
+    return table, fig, counts, skipped
+
+
+title = (f"{run_dir.name} · {chrom}:{interval.start:,}-{interval.end:,} · tokens by {cluster_method} cluster, "
+         f"layer {layer}")
+track_files = tuple((str(spec.get("name")), str(spec.get("kind", "labels")), str(spec.get("path")),
+                     spec.get("label_column", 3), bool(spec.get("strand_aware")), loaders.file_stamp(spec.get("path") or ""))
+                    for spec in specs)
+region_table, fig, counts, skipped = loaders.built_once(
+    "an_region", (str(run_dir), loaders.stamp(run_dir, run.TOKENS, run.TOKEN_CLUSTERS, run.WINDOW_ANNOTATIONS,
+                                              f"{run.TOKENIZED_DIR}/index.json"),
+                  members is None, window_annotations is None, layer, cluster_method, chrom, interval.start, interval.end,
+                  track_files, title, write_text),
+    lambda: region_chart(chrom, interval, title, write_text))
 exports.show_figure(fig, stem=f"{stem}_{chrom}_{interval.start}_{interval.end}_region", key="an_region_chart",
-                    data=region_tokens.assign(chromosome=chrom)[["chromosome", "start", "end", "token_id", "token", "cluster"]])
+                    data=region_table)
 cluster_note = (f"coloured by their {cluster_method} cluster at layer {layer}" if members is not None
                 else "in grey (no token clusters to colour them by)")
 st.caption(
-    f"{chrom}:{interval.start:,}-{interval.end:,} ({interval.span:,} bp): {len(region_tokens):,} tokens {cluster_note}"
+    f"{chrom}:{interval.start:,}-{interval.end:,} ({interval.span:,} bp): {len(region_table):,} tokens {cluster_note}"
     + (f"; {', '.join(counts)}" if counts else "") + ". "
-    + ("Zoom in (drag across the plot) to read the tokens. " if len(region_tokens) <= charts.TOKEN_TEXT_MAX else
+    + ("Zoom in (drag across the plot) to read the tokens in their blocks. " if write_text else
+       "Token sequences are not written in the blocks (the switch above writes them, for intervals of at most "
+       f"{charts.TOKEN_TEXT_MAX:,} tokens); hover a block to read it. " if n_tokens <= charts.TOKEN_TEXT_MAX else
        f"Token sequences are written in the blocks for intervals of at most {charts.TOKEN_TEXT_MAX:,} tokens; "
        "hover a block to read it here. ")
     + f"At most {charts.REGION_MAX_SPAN:,} bp are drawn; the CSV lists the interval's tokens."

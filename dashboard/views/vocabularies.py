@@ -44,6 +44,12 @@ if not names:
 own = charts.own_vocabulary(manifest)
 colours = charts.vocabulary_colours(names)
 run_name = run_dir.name
+# Every file the figures are drawn from: a key part of the figures built once (loaders.built_once), so a
+# rewritten vocabulary or comparison table draws them again.
+files_stamp = (str(run_dir), tuple(names), loaders.stamp(
+    run_dir, *(f"{loaders.vocabulary_path(name)}/{file}" for name in names
+               for file in ("vocabulary_tokens.parquet", "vocabulary_summary.json", "tokenizer.json")),
+    *(f"{COMPARISON}/{table}.parquet" for table in run.VOCABULARY_COMPARISON_TABLES)))
 
 
 def comparison_table(table: str) -> pd.DataFrame | None:
@@ -61,6 +67,44 @@ def vocabulary_or_none(name: str) -> tuple[pd.DataFrame, dict] | None:
         st.error(f"`{loaders.vocabulary_path(name)}` in `{run_dir}` could not be read "
                  f"({type(error).__name__}: {error}). Remake it with `{remake}`.")
     return None
+
+
+def built(kind: str, key: tuple, build):
+    """``build()`` once per run files, ``kind`` and ``key`` (shared by every session: never modify what it returns)."""
+    return loaders.built_once(f"voc_{kind}", (files_stamp, *key), build)
+
+
+def lengths_chart(tables: dict, title: str):
+    lengths = charts.length_table(tables)
+    return lengths, charts.length_histogram_figure(lengths, colours=colours, title=title)
+
+
+def frequency_chart(tables: dict, summaries: dict, title: str):
+    points = charts.frequency_length_points(tables)
+    return points, charts.frequency_length_figure(points, summaries, colours=colours, title=title)
+
+
+def gc_chart(tables: dict, genome_gc: float | None, title: str):
+    gc = charts.gc_points(tables)
+    return gc, charts.gc_figure(gc, genome_gc=genome_gc, colours=colours, title=title), charts.gc_summary(gc)
+
+
+def cycles_chart(all_summaries: dict, segmentation: pd.DataFrame | None, chosen: list, title: str):
+    cycles = charts.cycles_table(all_summaries, segmentation=segmentation)
+    return cycles, charts.cycles_figure(cycles, selected=chosen, own=own, title=title)
+
+
+def pair_chart(table_a: pd.DataFrame, table_b: pd.DataFrame, name_a: str, name_b: str, title: str):
+    pair, counts = charts.pair_tokens(table_a, table_b)
+    by_length = charts.pair_by_length(pair)
+    return pair, counts, by_length, charts.pair_figure(by_length, name_a, name_b, colours=colours, title=title)
+
+
+def segmentation_chart(blocks: pd.DataFrame, sequence: str, offset: int, window: tuple[int, int], axis_title: str,
+                       title: str):
+    fig = charts.segmentation_figure(blocks, sequence, colours=colours, offset=offset, window=window,
+                                     axis_title=axis_title, title=title)
+    return fig, charts.segmentation_stats(blocks)
 
 
 # --- Which vocabularies -------------------------------------------------------------------------
@@ -127,21 +171,19 @@ st.caption(caption + ".")
 
 # --- Token lengths --------------------------------------------------------------------------------
 st.subheader("Token lengths")
-lengths = charts.length_table(tables)
+lengths, fig = built("lengths", (tuple(chosen),), lambda: lengths_chart(tables, f"{run_name} · token lengths"))
 exports.show_figure(
-    charts.length_histogram_figure(lengths, colours=colours, title=f"{run_name} · token lengths"),
-    stem=f"{run_name}_vocabulary_lengths", key="voc_lengths_chart", data=lengths,
+    fig, stem=f"{run_name}_vocabulary_lengths", key="voc_lengths_chart", data=lengths,
 )
 st.caption("Left: how the vocabulary's tokens spread over lengths. Right: the same weighted by how often the genome "
            "uses each token. Token counts on hover.")
 
 # --- Frequency against length ---------------------------------------------------------------------
 st.subheader("Frequency against length")
-points = charts.frequency_length_points(tables)
+points, fig = built("frequency", (tuple(chosen),), lambda: frequency_chart(
+    tables, summaries, f"{run_name} · token frequency against length"))
 exports.show_figure(
-    charts.frequency_length_figure(points, summaries, colours=colours,
-                                   title=f"{run_name} · token frequency against length"),
-    stem=f"{run_name}_vocabulary_frequency_length", key="voc_frequency_chart", data=points,
+    fig, stem=f"{run_name}_vocabulary_frequency_length", key="voc_frequency_chart", data=points,
 )
 unused = points.loc[~points["drawn"]].groupby("vocabulary", sort=False).size()
 caption = (f"{int(points['drawn'].sum()):,} tokens drawn: every token of the chosen vocabularies with a frequency "
@@ -154,13 +196,10 @@ st.caption(caption)
 
 # --- GC content -----------------------------------------------------------------------------------
 st.subheader("GC content of the tokens")
-gc = charts.gc_points(tables)
 genome_gc = (manifest.get("genome") or {}).get("gc_fraction")
-exports.show_figure(
-    charts.gc_figure(gc, genome_gc=genome_gc, colours=colours, title=f"{run_name} · token GC content"),
-    stem=f"{run_name}_vocabulary_gc", key="voc_gc_chart", data=gc,
-)
-gc_means = charts.gc_summary(gc)
+gc, fig, gc_means = built("gc", (tuple(chosen), genome_gc), lambda: gc_chart(
+    tables, genome_gc, f"{run_name} · token GC content"))
+exports.show_figure(fig, stem=f"{run_name}_vocabulary_gc", key="voc_gc_chart", data=gc)
 st.caption("Violins: GC of each token counted once (box and mean line inside); black diamonds: mean GC of the tokens "
            "as the genome uses them (weighted by frequency); dashed: the genome's GC. "
            + "; ".join(f"{row.vocabulary}: {row.mean_gc:.3f} per token, {row.occurrence_gc:.3f} per occurrence"
@@ -169,11 +208,10 @@ st.caption("Violins: GC of each token counted once (box and mean line inside); b
 # --- Nucleotides per token across BPE cycle counts ------------------------------------------------
 st.subheader("Nucleotides per token across BPE merge cycles")
 all_summaries = {name: report[1] for name, report in reports.items() if report is not None}
-cycles = charts.cycles_table(all_summaries, segmentation=segmentation)
+cycles, fig = built("cycles", (tuple(chosen), tuple(all_summaries), segmentation is None), lambda: cycles_chart(
+    all_summaries, segmentation, chosen, f"{run_name} · nucleotides per token by merge cycles"))
 exports.show_figure(
-    charts.cycles_figure(cycles, selected=chosen, own=own,
-                         title=f"{run_name} · nucleotides per token by merge cycles"),
-    stem=f"{run_name}_vocabulary_cycles", key="voc_cycles_chart", data=cycles,
+    fig, stem=f"{run_name}_vocabulary_cycles", key="voc_cycles_chart", data=cycles,
 )
 n_bpe = int((cycles["kind"] == "bpe").sum())
 st.caption(f"Every vocabulary of the run: {n_bpe} BPE cycle counts as a line (chosen ones with larger markers), "
@@ -202,7 +240,9 @@ else:
     if name_a == name_b:
         st.info("Pick two different vocabularies.")
     else:
-        pair, counts = charts.pair_tokens(tables[name_a], tables[name_b])
+        pair, counts, by_length, fig = built("pair", (name_a, name_b), lambda: pair_chart(
+            tables[name_a], tables[name_b], name_a, name_b,
+            f"{run_name} · tokens of {name_a} and {name_b} by length"))
         agreement = charts.pair_agreement(comparison_table("agreement"), name_a, name_b)
         cols = st.columns(5)
         cols[0].metric("Shared tokens", f"{counts['shared']:,}")
@@ -220,11 +260,8 @@ else:
             st.caption(f"Where they cut the same 1-kb regions: {agreement['share_of_a_in_b']:.1%} of {name_a}'s "
                        f"token boundaries are also {name_b}'s, {agreement['share_of_b_in_a']:.1%} of {name_b}'s "
                        f"are {name_a}'s.")
-        by_length = charts.pair_by_length(pair)
         exports.show_figure(
-            charts.pair_figure(by_length, name_a, name_b, colours=colours,
-                               title=f"{run_name} · tokens of {name_a} and {name_b} by length"),
-            stem=f"{run_name}_{name_a}_vs_{name_b}_tokens", key="voc_pair_chart", data=by_length,
+            fig, stem=f"{run_name}_{name_a}_vs_{name_b}_tokens", key="voc_pair_chart", data=by_length,
         )
         listed = pair.rename(columns={"frequency_a": f"frequency in {name_a}", "frequency_b": f"frequency in {name_b}"})
         label = {"shared": "Shared", "only in A": f"Only in {name_a}", "only in B": f"Only in {name_b}"}
@@ -308,14 +345,11 @@ if sequence:
                                help="Positions within the sequence; the whole sequence is drawn either way.")
             window = (int(window[0]), int(window[1])) if window[1] > window[0] else default
             state.to_link("span", f"{window[0]}-{window[1]}")
-        exports.show_figure(
-            charts.segmentation_figure(blocks, sequence, colours=colours, offset=offset, window=window,
-                                       axis_title=axis_title,
-                                       title=f"{run_name} · {where} segmented by each vocabulary"),
-            stem=f"{run_name}_segmentation_{where}", key="voc_segmentation_chart", data=blocks,
-            config={"scrollZoom": True},
-        )
-        stats = charts.segmentation_stats(blocks)
+        segmented = tuple(dict.fromkeys(blocks["vocabulary"].astype(str)))
+        fig, stats = built("segmentation", (segmented, sequence, offset, window, axis_title, where), lambda: segmentation_chart(
+            blocks, sequence, offset, window, axis_title, f"{run_name} · {where} segmented by each vocabulary"))
+        exports.show_figure(fig, stem=f"{run_name}_segmentation_{where}", key="voc_segmentation_chart", data=blocks,
+                            config={"scrollZoom": True})
         st.caption(f"{n:,} nt ({where}); top row: the nucleotides; below, one row per vocabulary with its tokens as "
                    "blocks of alternating shade (grey: [UNK] for N). Every token is drawn, with its text on hover; "
                    "inside its block when the block is wide enough and near the nucleotides chosen above.")

@@ -77,7 +77,7 @@ def test_sampling_note_says_when_windows_are_sampled():
 def test_window_map_by_label_draws_none_first_and_counts_in_the_legend():
     points = charts.window_points(projections(), window_table(), layer=2, method="umap")
     fig = charts.window_map_figure(points, "chromatin_states", method="umap")
-    assert all(isinstance(t, go.Scattergl) for t in fig.data)
+    assert all(isinstance(t, go.Scatter) for t in fig.data)  # SVG: a small map
     assert [t.name for t in fig.data] == ["none (1)", "Quies (2)"]
     assert fig.data[1].marker.color == charts.CHROMHMM_COLOURS["Quies"]
     assert list(fig.data[0].customdata[0][:4]) == [2, "chr2", 0, 100]
@@ -100,6 +100,7 @@ def test_window_map_takes_100k_points():
     started = time.perf_counter()
     fig = charts.window_map_figure(points, "chromatin_states", method="umap")
     assert sum(len(t.x) for t in fig.data) == n
+    assert all(isinstance(t, go.Scattergl) for t in fig.data)  # WebGL beyond SVG_MAX_POINTS
     assert time.perf_counter() - started < 10
 
 

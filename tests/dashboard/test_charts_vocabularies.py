@@ -108,10 +108,22 @@ def test_frequency_points_dodge_vocabularies_and_leave_zeros_off(small, large):
     again = charts.frequency_length_points({"small": small, "large": large})
     assert np.array_equal(points["x"], again["x"])  # deterministic
     fig = charts.frequency_length_figure(points, {"small": {"spearman_length_frequency": 0.5}})
-    scatter = [t for t in fig.data if isinstance(t, go.Scattergl)]
+    scatter = [t for t in fig.data if isinstance(t, go.Scatter) and t.mode == "markers"]  # SVG: few points
     assert [len(t.x) for t in scatter] == [6, 6]
     assert scatter[0].name == "small (Spearman +0.50)" and scatter[1].name == "large"
     assert fig.layout.yaxis.type == "log"
+    assert not [t for t in fig.data if isinstance(t, go.Scattergl)]
+    webgl = charts.frequency_length_figure(points, webgl=True)
+    assert [len(t.x) for t in webgl.data if isinstance(t, go.Scattergl)] == [6, 6]
+
+
+def test_frequency_figure_uses_webgl_beyond_svg_max_points():
+    n = charts.SVG_MAX_POINTS + 1
+    table = pd.DataFrame({"token_id": np.arange(n), "token": ["A"] * n, "length": np.ones(n, dtype=np.int64),
+                          "frequency": np.ones(n, dtype=np.int64), "is_special": np.zeros(n, dtype=bool)})
+    fig = charts.frequency_length_figure(charts.frequency_length_points({"big": table}))
+    assert [type(t).__name__ for t in fig.data] == ["Scattergl", "Scatter"]  # the tokens, then the medians
+    assert len(fig.data[0].x) == n
 
 
 def test_gc_summary_and_figure(small):

@@ -14,6 +14,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from analysis import run
+from dashboard.charts import annotations as charts
 from tests.dashboard import apptest
 from tests.dashboard.apptest import caption, chart_specs, copy_run, param
 
@@ -71,7 +72,8 @@ def test_page_shows_window_map_composition_probes_and_region(monkeypatch, runs_d
     assert len(at.get("plotly_chart")) == 4
     window_map = chart_titled(at, "windows")
     assert sum(len(t["customdata"]) for t in window_map["data"]) == n_drawn
-    assert all(t["type"] == "scattergl" for t in window_map["data"])
+    expected_type = "scattergl" if n_drawn > charts.SVG_MAX_POINTS else "scatter"  # WebGL only for big maps
+    assert all(t["type"] == expected_type for t in window_map["data"])
     assert {t["name"].rsplit(" (", 1)[0] for t in window_map["data"]} == set(windows["chromatin_states"])
     note = caption(at, "windows drawn")
     if n_drawn < len(windows):
@@ -140,6 +142,27 @@ def test_widgets_change_what_is_shown(monkeypatch, runs_dir, tiny_run, tables):
     assert (chrom, start, end) == ("chr2", 3_000, 4_000)
     assert n_tokens == tokens_overlapping(tiny_run, tables[run.TOKENS], "chr2", 3_000, 4_000)
     assert (param(at, "chrom"), param(at, "start"), param(at, "end")) == ("chr2", "3000", "4000")
+
+
+def test_token_sequences_are_written_in_short_intervals_or_when_asked(monkeypatch, runs_dir, tiny_run, tables):
+    def token_texts(at):
+        bars = [t for t in chart_titled(at, "tokens by")["data"] if t.get("legendgroup") == "tokens"]
+        return [text for t in bars for text in (t.get("text") or [])]
+
+    at = open_page(monkeypatch, runs_dir)  # the default 5 kb: more tokens than written by default
+    n_tokens = region_caption(at)[3]
+    assert n_tokens > charts.TOKEN_TEXT_DEFAULT_MAX
+    assert at.toggle(key="an_token_text").value is False and not token_texts(at)
+    assert "Token sequences are not written in the blocks" in caption(at, "bp): ")
+
+    at.toggle(key="an_token_text").set_value(True).run()
+    assert len(token_texts(at)) == n_tokens and "Zoom in" in caption(at, "bp): ")
+
+    at.number_input(key="an_end").set_value(region_caption(at)[1] + 200).run()  # a short interval: on by default
+    assert region_caption(at)[3] <= charts.TOKEN_TEXT_DEFAULT_MAX
+    assert at.toggle(key="an_token_text").value is True and len(token_texts(at)) == region_caption(at)[3]
+    at.toggle(key="an_token_text").set_value(False).run()
+    assert not token_texts(at)
 
 
 def test_a_long_interval_is_capped_and_says_so(monkeypatch, runs_dir, tiny_run, tables):
