@@ -2,9 +2,9 @@
 
     python benchmarks/dashboard_render.py --runs runs --run demo [--repeats 5]
 
-Serves the app with ``streamlit run`` on a free port, opens every page in Debian's Chromium
-(Playwright, ``/usr/bin/chromium``; never ``playwright install``), waits until the script has
-finished and every chart has drawn, and times:
+Serves the app with ``streamlit run`` on a free port (or ``--port``), opens every page (or those of
+``--pages``) in Debian's Chromium (Playwright, ``/usr/bin/chromium``; never ``playwright install``),
+waits until the script has finished and every plotly chart on the page has drawn, and times:
 
 * first load: a cold page (data read from disk, caches empty for that page);
 * cached load: the same URL opened again (a full browser navigation, the data cached on the
@@ -38,6 +38,7 @@ PAGES = {
     "": ("Runs", 0), "token-map": ("Token embedding map", 1), "self-similarity": ("Self-similarity", 3),
     "clusters": ("GC/AG content clusters", 4), "annotations": ("Chromatin and annotations", 4),
     "vocabularies": ("Vocabularies", 6), "inspector": ("Sequence inspector", 0), "compare": ("Compare models", 0),
+    "benchmarks": ("Benchmarks", 0),
 }
 # Rendered: the script has finished (no running icon, no skeleton, nothing left over from the page before)
 # and every plotly chart on the page has
@@ -48,7 +49,8 @@ SETTLED_JS = """(n) => {
     return charts.length >= n && [...charts].every((chart) => chart.querySelector('.js-plotly-plot .main-svg'))
         && !document.querySelector('[data-testid="stStatusWidgetRunningIcon"]')
         && !document.querySelector('[data-stale="true"]')
-        && document.querySelectorAll('[data-testid="stSkeleton"]').length === 0; }"""
+        && !document.querySelector('[data-testid="stSkeleton"], [data-testid="stAppSkeleton"]')
+        && document.querySelector('[data-testid="stMain"] [data-testid="stHeading"]'); }"""
 
 
 def _free_port() -> int:
@@ -144,15 +146,19 @@ def report(results: dict[str, dict], *, command: str, load: float, screenshots: 
         rows.append(f"| {result['title']} | {result['first_s']:.2f} | {result['cached_s']:.2f} | "
                     f"{result['cached_max_s']:.2f} | {result['switch_s']:.2f} | {result['charts']} | "
                     f"{result['errors']} | {'yes' if result['cached_s'] < 2 else 'NO'} |")
+    niceness = os.nice(0)
     return "\n".join([
         SECTION, "",
         f"Measured {dt.date.today().isoformat()} on {os.cpu_count()} CPU cores (load average {load:.1f} at the "
-        "start), headless Debian Chromium through Playwright, `streamlit run` on 127.0.0.1. A page counts as "
-        "rendered when the script has finished and every chart has drawn its SVG layer.",
+        "start" + (f"; server and browser at niceness {niceness} against the other jobs on the machine"
+                   if niceness else "") + "), headless Debian Chromium through Playwright, `streamlit run` on "
+        "127.0.0.1. A page counts as rendered when the script has finished and every chart on it has drawn "
+        "(each plotly chart has its SVG layers); before 2026-12-06 this script counted SVG layers, three per "
+        "chart, so a page with several charts was timed once about a third of them had drawn.",
         "", f"Command: `{command}`", "", *rows, "",
         "First load: a cold page. Cached load: the same URL opened again (full browser navigation; the server's "
-        "data caches warm). In-app switch: clicking the page in the sidebar from the Runs page (no frontend "
-        f"reload). Screenshots: `{screenshots}`.", ""])
+        "data caches warm). In-app switch: clicking the page in the sidebar from the Runs page (the Runs page: "
+        f"from the token map; no frontend reload). Screenshots: `{screenshots}`.", ""])
 
 
 def main(argv: list[str] | None = None) -> dict:

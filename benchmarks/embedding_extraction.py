@@ -96,7 +96,7 @@ DEFAULT_BATCH = {"grover-small": 16, "grover-tiny": 32, "grover-test": 32, "grov
 # Parts of an extraction whose cost does not grow with the windows streamed (per call).
 ONE_OFF_PARTS = ("fingerprint_model", "window_table", "open/create .npy", "_create_window_arrays", "_finish",
                  "_sort_slots_by_key", "flush in _sort_slots_by_key", "flush in _finish", "_write_token_means",
-                 "_save_npy", "other")
+                 "_save_npy", "_expected_fill", "_prefault", "other")
 # Which dtype each method runs in; "bare" and "bare_encoder" follow the extraction's.
 METHODS = ("extraction", "bare", "bare_encoder", "naive", "extraction_float32", "bare_float32")
 LABELS = {"extraction": "extraction", "bare": "bare", "bare_encoder": "bare, encoder only", "naive": "naive",
@@ -261,7 +261,8 @@ def extraction_part_timers(model: torch.nn.Module, parts: dict[str, float]):
 
     targets = [(extract_module, fn, fn) for fn in (
         "fingerprint_model", "window_table", "collate_windows", "_stream_batch", "bottom_k_update", "_checkpoint",
-        "_finish", "_sort_slots_by_key", "_write_token_means", "_save_npy", "_create_window_arrays")
+        "_finish", "_sort_slots_by_key", "_write_token_means", "_save_npy", "_create_window_arrays", "_expected_fill",
+        "_prefault")
         if hasattr(extract_module, fn)]
     targets += [(np.lib.format, "open_memmap", "open/create .npy"),
                 (np.memmap, "flush", lambda s: f"flush in {s[-1][0] if s else 'extract_embeddings'}")]
@@ -360,6 +361,7 @@ def measure_speed(preset: str, n_windows: int, batch_size: int, *, tokenizer, ge
         "vocab": model.config.vocab_size, "window_tokens": window, "windows": n_windows, "tokens": tokens,
         "batch_size": batch_size, "repeats": repeats, "dtype": _dtype_name(dtype), "dtypes": dtypes,
         "windows_per_s": {m: statistics.median(r) for m, r in rate.items()},
+        "best_windows_per_s": {m: max(r) for m, r in rate.items()},
         "spread": {m: _spread(r) for m, r in rate.items()},
         "extraction_over_bare": ratio("extraction", "bare"),
         "extraction_over_bare_encoder": ratio("extraction", "bare_encoder"),
@@ -636,8 +638,9 @@ def _where_time_goes(f: dict) -> list[str]:
                      f"{'yes' if name in ONE_OFF_PARTS else ''} |")
     lines.append(f"| **total** | {total:.3f} | 100% | |")
     bare = statistics.mean(f["breakdown_bare_s"])
+    around = " and ".join(f"{b:.2f}" for b in f["breakdown_bare_s"])
     lines += ["", f"A bare pass ({f['dtype']}, full model) over the same batches just before and just after this call "
-              f"took {' and '.join(f'{b:.2f}' for b in f['breakdown_bare_s'])} s; the encoder's forward inside the call "
+              f"took {around} s; the encoder's forward inside the call "
               f"took {bd.get('forward', 0):.2f} s, so the rest of the call ({total - bd.get('forward', 0):.2f} s) is "
               f"the extractor's own work. This call ran at {f['call_over_bare']:.1%} of the bare pass's speed; without "
               f"the one-off parts ({f['one_off_s']:.2f} s) the streaming loop ran {f['streaming_windows_per_s']:.2f} "
@@ -696,12 +699,22 @@ def report(speed: list[dict], memory: dict | None, self_sim: dict | None, gpu: d
     if contrast:
         lines += ["", "For contrast, the same windows in float32 (extraction with `dtype=\"float32\"`, bare without "
                   "autocast), in the same repeats:", "",
-                  "| preset | extraction, float32 windows/s | bare, float32 windows/s | extraction / bare, both float32 | "
-                  "bare in the extraction's dtype / bare in float32 |", "|---|---|---|---|---|"]
+                  "| preset | extraction, float32 windows/s | bare, float32 windows/s | "
+                  "extraction / bare, both float32 | bare in the extraction's dtype / bare in float32 |",
+                  "|---|---|---|---|---|"]
         for f in contrast:
             w = f["windows_per_s"]
             lines.append(f"| {f['preset']} | {w['extraction_float32']:.2f} | {w['bare_float32']:.2f} | "
                          f"{f['extraction_float32_over_bare_float32']:.1%} | {f['bare_over_bare_float32']:.2f}x |")
+    best = []
+    for f in speed:
+        b = f["best_windows_per_s"]
+        naive = f", {b['extraction'] / b['naive']:.2f}x naive" if "naive" in b else ""
+        best.append(f"{f['preset']}: extraction {b['extraction']:.2f}, bare {b['bare']:.2f}, encoder only "
+                    f"{b['bare_encoder']:.2f}" + (f", naive {b['naive']:.2f}" if "naive" in b else "") +
+                    f" windows/s, so extraction at {b['extraction'] / b['bare']:.1%} of bare{naive}")
+    lines += ["", "Fastest repeat of each method (the least disturbed by other jobs; not from one repeat): " +
+              "; ".join(best) + "."]
     noisy = [f["preset"] for f in speed if max(f["spread"].values()) > HIGH_SPREAD]
     if noisy:
         lines += ["", f"High variance (a method's repeats spread more than {HIGH_SPREAD:.0%} of their median) for "

@@ -76,12 +76,14 @@ def download_buttons(fig: go.Figure | None, *, stem: str, key: str, data: pd.Dat
     stem = slug(stem)
     columns = st.columns(3)
     if fig is not None:
-        export = go.Figure(fig)
+        # The figure is copied only when a button is clicked: copying (and validating) a figure of
+        # thousands of points on every run costs tens of milliseconds. Pages do not change a figure
+        # after drawing it (figures are cached and shared between runs, see loaders.built_once).
         for column, image_format, mime in ((columns[0], "png", "image/png"), (columns[1], "svg", "image/svg+xml")):
             with column:
                 if chromium_available():
                     st.download_button(
-                        image_format.upper(), lambda f=export, fmt=image_format: image_bytes(f, fmt),
+                        image_format.upper(), lambda f=fig, fmt=image_format: image_bytes(go.Figure(f), fmt),
                         file_name=f"{stem}.{image_format}", mime=mime, key=f"{key}_{image_format}",
                         on_click="ignore", icon=":material/image:",
                         help=f"The figure as {image_format.upper()}, rendered on the server.")

@@ -2,6 +2,7 @@
 
 Each loader wraps a reader from ``analysis.run`` in ``st.cache_data`` keyed on the folder and the
 file's modification time, so a rebuilt run is read again while an unchanged one is read once.
+``built_once`` keeps what a page builds from them (its figures) the same way, keyed on ``stamp``.
 """
 from __future__ import annotations
 
@@ -139,7 +140,7 @@ def file_stamp(path: Path | str) -> int:
     return _mtime_ns(path) if path.exists() else -1
 
 
-@st.cache_resource(show_spinner=False, max_entries=128)
+@st.cache_resource(show_spinner=False, max_entries=64)
 def _built(kind: str, key: tuple, _build: Callable[[], Any]) -> Any:
     return _build()
 

@@ -41,15 +41,19 @@ the bookkeeping and the batches (priorities, never embedding values), and a resu
 the same batches from the checkpoint, so it writes every such slot again, with the same occurrence,
 before it finishes. A finished extraction therefore equals one never killed.
 
+A kill while the run finishes (sorting the samples, writing the final files) is not covered: rerun
+from scratch then.
+
 Speed: the model runs without its MLM head (``model.base_model``: only the hidden states are
-used), in ``ExtractionConfig.dtype`` (bf16 autocast on a GPU and on a CPU with native bf16; sums
-always in float32 within a batch and float64 across batches). Per layer, one sparse matrix product
-sums the batch's occurrences per token and (with window embeddings) per window.
+used), in ``ExtractionConfig.dtype`` (``resolve_dtype``: bf16 autocast on a GPU and on a CPU with
+native bf16). On the CPU, compiled passes (numba) read each layer's hidden states once per batch
+and add them up in float64; on a GPU, torch operations do (float32 within a batch, float64 across
+batches). ``checkpoint_seconds`` (60 s) keeps checkpoints rare.
 """
 from __future__ import annotations
 
-import hashlib
 import contextlib
+import hashlib
 import json
 import mmap
 import os
@@ -111,15 +115,18 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
 def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bf16 in hardware (AMX or AVX512-BF16), where bf16 beats float32."""
-    checks = [getattr(torch.cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
-    if all(check is not None for check in checks):
-        with contextlib.suppress(Exception):
-            return any(check() for check in checks)
+    """Whether this CPU computes bf16 in hardware (AMX-BF16 or AVX512-BF16), where bf16 beats float32.
+
+    From the CPU flags in ``/proc/cpuinfo`` (Linux), else torch's own checks.
+    """
     with contextlib.suppress(OSError):
         with open("/proc/cpuinfo") as info:
-            flags = next((line.split(":", 1)[1].split() for line in info if line.startswith("flags")), [])
+            flags = next((line.split(":", 1)[1].split() for line in info if line.startswith("flags")), None)
+        if flags is not None:
             return "amx_bf16" in flags or "avx512_bf16" in flags
+    checks = [getattr(torch.cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
+    with contextlib.suppress(Exception):
+        return any(check() for check in checks if check is not None)
     return False
 
 
@@ -177,85 +184,91 @@ def bottom_k_update(keys: np.ndarray, tokens: np.ndarray, candidate_keys: np.nda
     """Offer occurrences to per-token bottom-K samples; update ``keys`` ``[vocab, K]`` in place.
 
     ``tokens[i]`` / ``candidate_keys[i]`` describe occurrence i. A token keeps the K smallest keys
-    of what it held and what is offered (``EMPTY_KEY`` marks a free slot). A token's filled slots
-    are always ``0 .. filled - 1``: an accepted occurrence takes an evicted entry's slot first, then
-    the lowest free slot.
+    of what it held and what is offered (``EMPTY_KEY`` marks a free slot; on equal keys the held
+    one stays). A token's filled slots are always ``0 .. filled - 1``: its offers, smallest first,
+    take its lowest free slots, then (once it is full) the slot of its largest key while smaller.
+    Compiled (``_bottom_k``, numba).
 
     Returns
     -------
     (accepted, token, slot): indices into the offered occurrences that were taken, and the token row
     and slot each now occupies. Every slot appears at most once.
     """
-    capacity = keys.shape[1]
-    empty = np.zeros(0, dtype=np.int64)
-    if tokens.size == 0:
-        return empty, empty, empty
-    # Only occurrences below the token's current K-th key can enter.
-    threshold = keys.max(axis=1)
-    offered = np.flatnonzero(candidate_keys < threshold[tokens])
-    if offered.size == 0:
-        return empty, empty, empty
-    order = offered[np.lexsort((candidate_keys[offered], tokens[offered]))]  # by token, then by key
-    rows, first, counts = np.unique(tokens[order], return_index=True, return_counts=True)
-    rank = np.arange(order.size) - np.repeat(first, counts)  # 0 for a token's smallest offer
-    keep = rank < capacity
-    order, rank, counts = order[keep], rank[keep], np.minimum(counts, capacity)
-    row_of = np.repeat(np.arange(rows.size), counts)
-    filled = _filled_slots(keys, rows)
-    overflow = filled + counts > capacity  # these tokens end full and may evict; the others just fill free slots
-    # Tokens that do not overflow: every offer is taken, into the free slots filled, filled + 1, ...
-    simple = ~overflow[row_of]
-    accepted = [order[simple]]
-    token_rows = [rows[row_of[simple]]]
-    slots = [filled[row_of[simple]] + rank[simple]]
-    if overflow.any():
-        big = np.flatnonzero(overflow)
-        local = np.full(rows.size, -1)
-        local[big] = np.arange(big.size)
-        mine = ~simple
-        offer_row, offer_rank = local[row_of[mine]], rank[mine]
-        width = int(counts[big].max())
-        offers = np.full((big.size, width), EMPTY_KEY, dtype=np.uint64)
-        offers[offer_row, offer_rank] = candidate_keys[order[mine]]
-        index = np.full((big.size, width), -1, dtype=np.int64)
-        index[offer_row, offer_rank] = order[mine]
-        merged = np.concatenate([keys[rows[big]], offers], axis=1)
-        # The union holds more than K keys, so its K-th smallest is a real key; with distinct keys
-        # exactly K entries are <= it. Ties (equal priorities: a hash collision) fall back to a
-        # stable sort, where the held entry wins.
-        kth = np.partition(merged, capacity - 1, axis=1)[:, capacity - 1]
-        chosen = merged <= kth[:, None]
-        tied = np.flatnonzero(chosen.sum(axis=1) != capacity)
-        if tied.size:
-            best = np.argsort(merged[tied], axis=1, kind="stable")[:, :capacity]
-            fixed = np.zeros((tied.size, merged.shape[1]), dtype=bool)
-            np.put_along_axis(fixed, best, True, axis=1)
-            chosen[tied] = fixed
-        taken_row, taken_col = np.nonzero(chosen[:, capacity:])  # per token, ascending key
-        # Slots to write, per token ascending: the evicted entries' slots (all below ``filled``),
-        # then every free slot (the token ends full), which pairs them with the taken offers.
-        free_or_evicted = ~chosen[:, :capacity]
-        target_row, target_slot = np.nonzero(free_or_evicted)
-        assert np.array_equal(target_row, taken_row)
-        accepted.append(index[taken_row, taken_col])
-        token_rows.append(rows[big[taken_row]])
-        slots.append(target_slot)
-    accepted = np.concatenate(accepted)
-    token_rows = np.concatenate(token_rows).astype(np.int64)
-    slots = np.concatenate(slots).astype(np.int64)
-    keys[token_rows, slots] = candidate_keys[accepted]
-    return accepted, token_rows, slots
+    tokens = np.ascontiguousarray(tokens, dtype=np.int64)
+    candidate_keys = np.ascontiguousarray(candidate_keys, dtype=np.uint64)
+    out = np.empty((3, tokens.size), dtype=np.int64)
+    taken = _compiled_kernels()["bottom_k"](keys, tokens, candidate_keys, out[0], out[1], out[2])
+    return out[0, :taken], out[1, :taken], out[2, :taken]
 
 
-def _filled_slots(keys: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """How many slots of each of ``rows`` hold a key; filled slots are a prefix, so bisect on it."""
-    low, high = np.zeros(rows.size, dtype=np.int64), np.full(rows.size, keys.shape[1], dtype=np.int64)
-    while (open_ := low < high).any():  # the answer lies in [low, high]
-        middle = (low + high) // 2
-        taken = keys[rows, np.minimum(middle, keys.shape[1] - 1)] != EMPTY_KEY
-        low = np.where(open_ & taken, middle + 1, low)
-        high = np.where(open_ & ~taken, middle, high)
-    return low
+def _bottom_k(keys, tokens, candidate, accepted, rows, slots):
+    """``bottom_k_update``'s work (compiled by ``_compiled_kernels``); returns how many were taken.
+
+    Groups the occurrences by token (a counting sort). Per token, offers that cannot all fit are
+    sorted by key, after dropping those not below its largest key when it is full. Taken in
+    ascending order, no slot is written twice: a later offer is larger than every earlier one.
+    """
+    vocab, capacity = keys.shape
+    empty = np.uint64(0xFFFFFFFFFFFFFFFF)
+    starts = np.zeros(vocab + 1, np.int64)
+    for i in range(tokens.shape[0]):
+        starts[tokens[i] + 1] += 1
+    for t in range(vocab):
+        starts[t + 1] += starts[t]
+    order = np.empty(tokens.shape[0], np.int64)
+    fill = starts[:-1].copy()
+    for i in range(tokens.shape[0]):
+        order[fill[tokens[i]]] = i
+        fill[tokens[i]] += 1
+    taken = 0
+    for t in range(vocab):
+        if starts[t] == starts[t + 1]:
+            continue
+        group = order[starts[t]:starts[t + 1]]
+        row = keys[t]
+        low, high = 0, capacity  # filled slots are a prefix: bisect for the first free one
+        while low < high:
+            middle = (low + high) // 2
+            if row[middle] != empty:
+                low = middle + 1
+            else:
+                high = middle
+        filled = low
+        top = -1  # the slot of the largest key, once full (-1: to be found)
+        if filled + group.shape[0] > capacity:
+            if filled == capacity:  # only keys below the largest held can enter
+                top = 0
+                for slot in range(1, capacity):
+                    if row[slot] > row[top]:
+                        top = slot
+                kept = 0
+                for g in range(group.shape[0]):
+                    if candidate[group[g]] < row[top]:
+                        group[kept] = group[g]
+                        kept += 1
+                group = group[:kept]
+            group = group[np.argsort(candidate[group], kind="mergesort")]
+        for g in range(group.shape[0]):
+            i = group[g]
+            if filled < capacity:
+                slot = filled
+                filled += 1
+            else:
+                if top < 0:
+                    top = 0
+                    for s in range(1, capacity):
+                        if row[s] > row[top]:
+                            top = s
+                if candidate[i] >= row[top]:
+                    break  # the rest of the group is larger still
+                slot = top
+                top = -1
+            row[slot] = candidate[i]
+            accepted[taken] = i
+            rows[taken] = t
+            slots[taken] = slot
+            taken += 1
+    return taken
 
 
 def merge_bottom_k(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -469,17 +482,13 @@ def extract_embeddings(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBas
         atomic_write_text(out_dir / EXTRACTION_JSON,
                           json.dumps({**job, "complete": False, "windows_done": state.windows_done}, indent=2))
     todo = my_windows.iloc[state.windows_done:]
-    # Prefault samples.npy when this run will likely touch a good part of it (occurrences for a
-    # quarter of its slots or more) and it is small next to the memory.
-    size = layers * vocab * capacity * hidden * 2
-    prefault = 4 * int(todo["n_tokens"].sum()) >= vocab * capacity and 4 * size <= _physical_memory()
-    samples = _open_samples(out_dir / SAMPLES, prefault=prefault)
-    window_arrays = _open_window_arrays(out_dir) if config.window_embeddings else None
-
     skip = np.zeros(vocab, dtype=bool)
     special = special_token_mask(tokenizer)
     skip[: min(vocab, special.size)] = special[:vocab]
     arrays = {name: (genome.ids(name), genome.starts(name)) for name in chromosomes}
+    samples = np.load(out_dir / SAMPLES, mmap_mode="r+")
+    _prefault(samples, _expected_fill(todo, arrays, state.keys, skip))
+    window_arrays = _open_window_arrays(out_dir) if config.window_embeddings else None
     bar = tqdm(total=len(my_windows), initial=state.windows_done, desc="embedding windows", unit="window",
                disable=not progress)
     todo_chromosome, todo_first, todo_tokens, todo_index = (
@@ -511,9 +520,9 @@ def extract_embeddings(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBas
             processed_now += len(ids_list)
             bar.update(len(ids_list))
             stop = stop_after_windows is not None and processed_now >= stop_after_windows
-            due = (config.checkpoint_every is not None and state.windows_done % config.checkpoint_every < len(ids_list)) \
-                or (config.checkpoint_seconds is not None
-                    and time.monotonic() - last_checkpoint >= config.checkpoint_seconds)
+            every, seconds = config.checkpoint_every, config.checkpoint_seconds
+            due = (every is not None and state.windows_done % every < len(ids_list)) or \
+                (seconds is not None and time.monotonic() - last_checkpoint >= seconds)
             if stop or (due and state.windows_done < len(my_windows)):
                 _checkpoint(out_dir, state, samples, window_arrays, job)
                 last_checkpoint = time.monotonic()
@@ -553,6 +562,8 @@ def _stream_batch(state: _State, hidden_states: tuple[torch.Tensor, ...], ids_li
     """Add one batch to the sums and counts, write its chosen samples and its window vectors.
 
     ``hidden_states``: one ``[batch, length, hidden]`` tensor per layer (layer 0 = input embeddings).
+    On the CPU, compiled passes (``_layer_sums``, ``_copy_rows``) read each layer once, spread over
+    torch's threads (a layer each), the sums while this thread updates the samples' bookkeeping.
     """
     n_batch, length, hidden = hidden_states[0].shape
     layers = len(hidden_states)
@@ -561,6 +572,15 @@ def _stream_batch(state: _State, hidden_states: tuple[torch.Tensor, ...], ids_li
     tokens = np.concatenate(ids_list)[keep]
     starts = np.concatenate(starts_list)[keep]
     chrom = np.repeat(np.asarray(chrom_list, dtype=np.int32), [ids.size for ids in ids_list])[keep]
+    n_windows = n_batch if window_arrays is not None else 0
+    window_sum = np.zeros((layers, n_windows, hidden), dtype=np.float64)  # per layer and window: sum of
+    unit_sum = np.zeros_like(window_sum)  # its tokens' vectors, and of their unit vectors
+    fused = hidden_states[0].device.type == "cpu" and FUSED_CPU_PASS
+    if fused:
+        kernels = _compiled_kernels()
+        flats = [states.reshape(-1, hidden).float().contiguous() for states in hidden_states]  # float32 and up
+        running = [_run(kernels["layer_sums"], flat.numpy(), positions, tokens, window, state.sums[layer].numpy(),
+                        window_sum[layer], unit_sum[layer]) for layer, flat in enumerate(flats)]
 
     # Host-side bookkeeping, in the order of the kept positions (row-major over [batch, length]).
     state.counts += np.bincount(tokens, minlength=vocab)
@@ -571,30 +591,27 @@ def _stream_batch(state: _State, hidden_states: tuple[torch.Tensor, ...], ids_li
     accepted, rows, slots = bottom_k_update(state.keys, tokens, keys)
     if accepted.size:
         capacity = state.keys.shape[1]
-        ascending = np.argsort(rows * capacity + slots)  # write samples.npy front to back (see _open_samples)
+        ascending = np.argsort(rows * capacity + slots)  # write samples.npy front to back (see _prefault)
         accepted, rows, slots = accepted[ascending], rows[ascending], slots[ascending]
         state.sample_chromosome[rows, slots] = chrom[accepted]
         state.sample_start[rows, slots] = starts[accepted]
-
-    # Per layer: token sums, window sums (of the vectors and of the unit vectors), chosen samples.
-    n_windows = n_batch if window_arrays is not None else 0
-    window_sum = np.zeros((layers, n_windows, hidden), dtype=np.float64)
-    unit_sum = np.zeros_like(window_sum)
-    cls = np.zeros((n_windows, layers, hidden), dtype=np.float32)
     picked = positions[accepted]
-    if hidden_states[0].device.type == "cpu" and FUSED_CPU_PASS:
-        layer_pass = _compiled_layer_pass()
-        # Float16 copies of the chosen vectors: convert the whole layer when most are chosen (one pass).
-        whole = 4 * picked.size >= positions.size
-        source = picked if whole else np.arange(picked.size)
-        picked_t = torch.from_numpy(picked)
-        for layer, states in enumerate(hidden_states):
-            flat = states.reshape(-1, hidden).float().contiguous()  # sums in float32 and up
-            half = flat.half() if whole else flat.index_select(0, picked_t).half()
-            layer_pass(flat.numpy(), positions, tokens, window, state.sums[layer].numpy(), window_sum[layer],
-                       unit_sum[layer], half.numpy().view(np.uint16), source, rows, slots,
-                       np.asarray(samples[layer]).view(np.uint16))
-            if n_windows:
+
+    cls = np.zeros((n_windows, layers, hidden), dtype=np.float32)
+    if fused:
+        for job in running:
+            job()
+        if picked.size:
+            # Float16 copies of the chosen vectors: convert the whole layer when most are chosen (one pass).
+            whole = 4 * picked.size >= positions.size
+            source = picked if whole else np.arange(picked.size)
+            chosen = torch.from_numpy(picked)
+            halves = [flat.half() if whole else flat.index_select(0, chosen).half() for flat in flats]
+            for job in [_run(kernels["copy_rows"], half.numpy().view(np.uint16), source, rows, slots,
+                             np.asarray(samples[layer]).view(np.uint16)) for layer, half in enumerate(halves)]:
+                job()
+        if n_windows:
+            for layer, flat in enumerate(flats):
                 cls[:, layer] = flat[::length].numpy()
     else:
         _torch_layer_passes(state, hidden_states, positions, tokens, window, window_sum, unit_sum, cls, picked,
@@ -612,18 +629,17 @@ def _stream_batch(state: _State, hidden_states: tuple[torch.Tensor, ...], ids_li
         similarity_out[window_rows] = similarity.T.astype(np.float32)
 
 
-# The CPU path reads each layer's hidden states once (``_layer_pass``); False: the torch path that
-# GPUs take, on the CPU too (tests compare the two).
+# The CPU path runs compiled passes over each layer (``_layer_sums``, ``_copy_rows``); False: the
+# torch path that GPUs take, on the CPU too (tests compare the two).
 FUSED_CPU_PASS = True
 
 
-def _layer_pass(states, positions, tokens, window, sums, window_sum, unit_sum, half, source, rows, slots, out):
-    """One layer of one batch, its hidden states read once (compiled by ``_compiled_layer_pass``).
+def _layer_sums(states, positions, tokens, window, sums, window_sum, unit_sum):
+    """One layer of one batch, its hidden states read once (compiled by ``_compiled_kernels``).
 
     ``states`` ``[batch * length, hidden]`` float32: adds each kept position's vector to its token's
     row of ``sums`` (float64) and, when ``window_sum`` has rows, to its window's row of
-    ``window_sum`` and its unit vector to ``unit_sum`` (float64). Copies the float16 vectors
-    ``half[source[j]]`` (as uint16 bits) to ``out[rows[j], slots[j]]``.
+    ``window_sum`` and its unit vector to ``unit_sum`` (float64).
     """
     hidden = states.shape[1]
     windows = window_sum.shape[0] > 0
@@ -640,32 +656,57 @@ def _layer_pass(states, positions, tokens, window, sums, window_sum, unit_sum, h
                 x = states[p, h]
                 window_sum[w, h] += x
                 unit_sum[w, h] += x * inverse
+
+
+def _copy_rows(half, source, rows, slots, out):
+    """Copy the float16 vectors ``half[source[j]]`` (as uint16 bits) to ``out[rows[j], slots[j]]``."""
     for j in range(source.shape[0]):
         q, r, s = source[j], rows[j], slots[j]
-        for h in range(hidden):
+        for h in range(half.shape[1]):
             out[r, s, h] = half[q, h]
 
 
-_COMPILED = []
+_KERNELS: dict = {}
+_POOLS: dict = {}
 
 
-def _compiled_layer_pass():
-    """``_layer_pass`` compiled with numba (imported here: reading extractions must stay light).
-
-    Reassociation lets the compiler vectorise the norm's sum (a fixed order still: deterministic);
-    no assumption about NaN or infinity is made.
-    """
-    if not _COMPILED:
+def _compiled_kernels() -> dict:
+    """``_layer_sums``, ``_copy_rows`` and ``_bottom_k`` compiled with numba (imported here: reading extractions must
+    stay light). Reassociation lets the compiler vectorise the norm's sum (in a fixed order still:
+    deterministic); no assumption about NaN or infinity is made. They release the GIL."""
+    if not _KERNELS:
         import numba
 
         flags = {"reassoc", "contract", "nsz", "arcp"}
-        _COMPILED.append(numba.njit(cache=True, nogil=True, fastmath=flags)(_layer_pass))
-    return _COMPILED[0]
+        _KERNELS["layer_sums"] = numba.njit(cache=True, nogil=True, fastmath=flags)(_layer_sums)
+        _KERNELS["copy_rows"] = numba.njit(cache=True, nogil=True)(_copy_rows)
+        _KERNELS["bottom_k"] = numba.njit(cache=True, nogil=True)(_bottom_k)
+    return _KERNELS
+
+
+def _in_parallel(function, items: list) -> None:
+    """``function(item)`` for every item, spread over as many threads as torch uses."""
+    waits = [_run(function, item) for item in items]
+    for wait in waits:
+        wait()
+
+
+def _run(kernel, *args):
+    """Start ``kernel(*args)`` on a pool of as many threads as torch uses; returns a wait function."""
+    workers = max(1, torch.get_num_threads())
+    if workers == 1:
+        kernel(*args)
+        return lambda: None
+    if workers not in _POOLS:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOLS[workers] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grover-extract")
+    return _POOLS[workers].submit(kernel, *args).result
 
 
 def _torch_layer_passes(state: _State, hidden_states, positions, tokens, window, window_sum, unit_sum, cls, picked,
                         rows, slots, samples) -> None:
-    """``_layer_pass`` with torch operations, on the hidden states' device (a GPU).
+    """``_layer_sums`` and ``_copy_rows`` with torch operations, on the hidden states' device (a GPU).
 
     Per layer: a sparse ``[vocab, batch * length]`` matrix (1 at each token's kept positions) times the
     hidden states gives the token sums (float32, added to the float64 totals); with window
@@ -713,21 +754,49 @@ def _physical_memory() -> int:
     return 0
 
 
-def _open_samples(path: Path, *, prefault: bool) -> np.memmap:
-    """Memory-map ``samples.npy`` for writing; with ``prefault``, fault every page in up front (Linux).
+def _expected_fill(todo: pd.DataFrame, arrays: dict, keys: np.ndarray, skip: np.ndarray) -> float:
+    """The share of the sample slots that will be filled once ``todo`` is streamed (1 for a long run).
 
-    Faulting the pages of the (sparse) file in one at a time as samples land cost about 1.2 s per GB
-    written, more than the writes themselves; ``MADV_POPULATE_WRITE`` does the whole file at about
-    0.25 s per GB, worth it once a run will fill a good part of it (see ``extract_embeddings``).
-    The kernel's default read-ahead is kept: each batch's samples are written in ascending slot
-    order, for which it is about 3x faster than ``MADV_RANDOM``.
+    A token holds its occurrences up to K: min(held + occurrences to come, K) of its K slots.
     """
-    array = np.load(path, mmap_mode="r+")
-    mapping = getattr(array, "_mmap", None)
-    if prefault and mapping is not None and sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, ValueError, OverflowError):  # kernels before 5.14 lack it
-            mapping.madvise(getattr(mmap, "MADV_POPULATE_WRITE", 23))
-    return array
+    vocab, capacity = keys.shape
+    if todo["n_tokens"].sum() >= 8 * vocab * capacity:
+        return 1.0
+    counts = np.zeros(vocab, dtype=np.int64)
+    for name, group in todo.groupby("chromosome", sort=False):
+        lengths = group["n_tokens"].to_numpy()
+        first = np.repeat(group["first_token"].to_numpy(), lengths)
+        offset = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        counts += np.bincount(arrays[name][0][first + offset], minlength=vocab)[:vocab]
+    counts[skip] = 0
+    return float(np.minimum((keys != EMPTY_KEY).sum(axis=1) + counts, capacity).sum() / keys.size)
+
+
+def _prefault(samples: np.memmap, fill: float) -> None:
+    """Fault in all of ``samples.npy`` up front (Linux, ``MADV_POPULATE_WRITE``) when ``fill`` is high.
+
+    Pages of the sparse file faulted in one at a time, as samples land, cost about 1.5 s per GB
+    touched, more than writing the samples; populating the whole file costs about 0.3 s per GB
+    (spread over torch's threads; the kernel backs long ranges with large pages). So it pays once
+    a quarter of the slots will be filled. The kernel's default read-ahead is kept: each batch's
+    samples are written in ascending slot order, for which it is about 3x faster than
+    ``MADV_RANDOM``.
+    """
+    if fill < 0.25 or 4 * samples.nbytes > _physical_memory() or not sys.platform.startswith("linux") \
+            or getattr(samples, "_mmap", None) is None:
+        return
+    try:
+        import ctypes
+
+        madvise = ctypes.CDLL(None, use_errno=True).madvise  # through ctypes: the GIL is let go meanwhile
+        madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    except (OSError, AttributeError):
+        return
+    populate = getattr(mmap, "MADV_POPULATE_WRITE", 23)  # Linux >= 5.14; older kernels refuse it (harmless)
+    start = samples.ctypes.data - samples.ctypes.data % mmap.PAGESIZE  # the mapping's page below element 0
+    end = samples.ctypes.data + samples.nbytes
+    piece = 64 * 2**20
+    _in_parallel(lambda begin: madvise(begin, min(piece, end - begin), populate), list(range(start, end, piece)))
 
 
 def _create_window_arrays(out_dir: Path, n_windows: int, layers: int, hidden: int) -> None:
@@ -806,10 +875,9 @@ def _sort_slots_by_key(samples: np.memmap, state: _State, *, block_bytes: int = 
     moved = (order != np.arange(capacity)).any(axis=1)
     per_block = max(1, block_bytes // (capacity * samples.shape[3] * samples.itemsize))
     vocab = state.keys.shape[0]
-    for begin in range(0, vocab, per_block):
+
+    def sort_block(begin: int) -> None:
         end = min(begin + per_block, vocab)
-        if not moved[begin:end].any():
-            continue
         # Free slots sit after the filled ones and stay put: read and write only slots 0..k-1.
         k = int(filled[begin:end].max())
         # Row i of the block, slot j takes what was in slot order[i, j]: one gather of whole vectors.
@@ -817,6 +885,9 @@ def _sort_slots_by_key(samples: np.memmap, state: _State, *, block_bytes: int = 
         for layer in range(samples.shape[0]):
             block = np.array(samples[layer, begin:end, :k])
             samples[layer, begin:end, :k] = block.reshape(-1, block.shape[-1])[source].reshape(block.shape)
+
+    # numpy lets go of the GIL while it copies: the blocks spread over torch's threads.
+    _in_parallel(sort_block, [b for b in range(0, vocab, per_block) if moved[b:b + per_block].any()])
     state.keys = np.take_along_axis(state.keys, order, axis=1)
     state.sample_chromosome = np.take_along_axis(state.sample_chromosome, order, axis=1)
     state.sample_start = np.take_along_axis(state.sample_start, order, axis=1)

@@ -77,6 +77,15 @@ class PretrainConfig:
     checkpoint_every: int = 0  # steps between checkpoints (0: only at the end, when a folder is given)
     keep_checkpoints: int = 2  # newest checkpoints kept
     compile: bool = False  # torch.compile the model (GPU: faster after a minute of compiling)
+    # Locality warm start (off by default): for the first ``locality_warmup_steps`` steps every
+    # attention score gets an additive bias ``-locality_bias * 2**-h * |i - j|`` (head h; ALiBi's
+    # shape), fading linearly to zero. It only steers training: the saved model is a plain BERT that
+    # runs without it. Why: with learned absolute positions a BERT sits for thousands of steps at the
+    # unigram, attending uniformly, before it finds "look at my neighbours" separately for every
+    # position; the bias lets the values and feed-forward layers learn to use neighbours at once, and
+    # the attention learns to reproduce the bias as it fades (see README, "Locality warm start").
+    locality_warmup_steps: int = 0
+    locality_bias: float = 1.0  # slope of head 0 at the start; head h gets 2**-h of it
     seed: int = 0
     log_every: int = 10
 
@@ -221,6 +230,30 @@ def learning_rate_at(step: int, config: PretrainConfig) -> float:
     return floor + 0.5 * (peak - floor) * (1 + math.cos(math.pi * progress))
 
 
+def locality_strength_at(step: int, config: PretrainConfig) -> float:
+    """The locality warm start's slope for head 0 at ``step``: ``locality_bias`` fading linearly to 0."""
+    if config.locality_warmup_steps <= 0 or step >= config.locality_warmup_steps:
+        return 0.0
+    return config.locality_bias * (1 - step / config.locality_warmup_steps)
+
+
+def locality_attention_mask(attention_mask: torch.Tensor, *, heads: int, strength: float,
+                            dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Return an additive attention mask ``[batch, heads, length, length]`` for BERT's ``attention_mask``.
+
+    Query i of head h scores key j with ``-strength * 2**-h * |i - j|`` added; padded keys (0 in the
+    2-D ``attention_mask``) get the dtype's minimum, as BERT's own padding mask gives them.
+    Transformers passes a 4-D float mask to the attention as it is.
+    """
+    length = attention_mask.shape[1]
+    positions = torch.arange(length, device=attention_mask.device)
+    distance = (positions[:, None] - positions[None, :]).abs().to(torch.float32)
+    slopes = strength * 2.0 ** -torch.arange(heads, device=attention_mask.device, dtype=torch.float32)
+    bias = -(slopes[:, None, None] * distance)[None]  # [1, heads, length, length]
+    padded = (attention_mask == 0)[:, None, None, :]  # [batch, 1, 1, length]
+    return bias.masked_fill(padded, torch.finfo(dtype).min).to(dtype)
+
+
 def pick_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -247,6 +280,8 @@ def _training_fingerprint(model: BertForMaskedLM, tokenizer: PreTrainedTokenizer
     """What must not change for a resume to continue the same run (steps and checkpointing may)."""
     settings = {k: v for k, v in asdict(config).items()
                 if k not in ("steps", "checkpoint_every", "keep_checkpoints", "log_every", "compile")}
+    if not config.locality_warmup_steps:  # off: checkpoints from before the option existed still resume
+        settings.pop("locality_warmup_steps"), settings.pop("locality_bias")
     fields = {
         "model": {k: v for k, v in model.config.to_dict().items()
                   if k not in ("transformers_version", "_name_or_path", "architectures", "dtype", "torch_dtype")},
@@ -374,6 +409,11 @@ def pretrain(model: BertForMaskedLM, tokenizer: PreTrainedTokenizerBase, genome:
                 tokens_seen += int(batch["attention_mask"].sum())
                 input_ids, labels = input_ids[share].to(device), labels[share].to(device)
                 attention_mask = batch["attention_mask"][share].to(device)
+                if (strength := locality_strength_at(step, config)) > 0:
+                    # In the dtype the attention computes in (SDPA wants the mask's dtype to match).
+                    attention_mask = locality_attention_mask(
+                        attention_mask, heads=model.config.num_attention_heads, strength=strength,
+                        dtype=torch.bfloat16 if device.type == "cuda" else torch.float32)
                 syncing = micro == accumulation - 1 or not dist.enabled
                 with (contextlib.nullcontext() if syncing else train_model.no_sync()), autocast_for(device):
                     logits = train_model(input_ids=input_ids, attention_mask=attention_mask).logits

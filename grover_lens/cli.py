@@ -183,8 +183,8 @@ def _cmd_pretrain(args) -> None:
         max_window_tokens=min(args.window, shape.max_window_tokens), learning_rate=args.lr,
         warmup_steps=args.warmup, held_out_chromosomes=tuple(args.held_out or ()), split=args.split,
         checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep, compile=args.compile,
-        seed=args.seed, log_every=args.log_every,
-        masking=_masking(args))
+        seed=args.seed, log_every=args.log_every, locality_warmup_steps=args.locality_warmup,
+        locality_bias=args.locality_bias, masking=_masking(args))
     dist = setup_distributed()
     try:
         out = Path(args.out)
@@ -257,7 +257,8 @@ def _extraction_config(args):
                             regions=str(Path(args.regions).resolve()) if args.regions else None,
                             batch_size=args.batch_size,
                             reservoir_size=args.reservoir_size, window_embeddings=not args.no_window_embeddings,
-                            seed=args.seed, checkpoint_every=args.checkpoint_every)
+                            seed=args.seed, checkpoint_every=args.checkpoint_every,
+                            checkpoint_seconds=args.checkpoint_seconds, dtype=args.dtype)
 
 
 def _cmd_embed(args) -> None:
@@ -652,7 +653,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tokenized", required=True, help="tokenized-genome folder")
     p.add_argument("--tokenizer", required=True, help="the tokenizer folder that made it")
     p.add_argument("--out", required=True, help="run folder: model/, checkpoints/, training_log.jsonl")
-    p.add_argument("--preset", default="grover-small", help="grover-base (the paper), grover-small, grover-tiny, grover-test")
+    p.add_argument("--preset", default="grover-small", help="grover-base (the paper), grover-small, grover-tiny, grover-demo, grover-test")
     p.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="override model fields, e.g. hidden_size=256")
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--batch-size", type=int, default=64, help="windows per micro-batch, all processes together")
@@ -660,6 +661,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window", type=int, default=510, help="longest window in tokens (capped by the model)")
     p.add_argument("--lr", type=float, default=4e-4)
     p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--locality-warmup", type=int, default=0, metavar="STEPS",
+                   help="locality warm start: an ALiBi-shaped attention bias for the first STEPS steps, fading "
+                   "to zero (the saved model is a plain BERT); the demo uses half its steps")
+    p.add_argument("--locality-bias", type=float, default=1.0, help="the warm start's slope for head 0 at step 0")
     _add_masking_and_split_options(p)
     p.add_argument("--checkpoint-every", type=int, default=500)
     p.add_argument("--keep", type=int, default=2, help="checkpoints kept")
@@ -737,7 +742,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--reservoir-size", type=int, default=500, help="occurrences sampled per token (K)")
     p.add_argument("--no-window-embeddings", action="store_true", help="keep no per-window vectors")
-    p.add_argument("--checkpoint-every", type=int, default=2000, help="windows between checkpoints")
+    p.add_argument("--checkpoint-every", type=int, default=None, help="windows between checkpoints (default: by time)")
+    p.add_argument("--checkpoint-seconds", type=float, default=60.0, help="wall-clock seconds between checkpoints")
+    p.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], default="auto",
+                   help="the model's forward pass (auto: bf16 on a GPU or a CPU with native bf16, else float32)")
     p.add_argument("--seed", type=int, default=0, help="which occurrences are sampled")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(run=_cmd_embed)

@@ -51,10 +51,11 @@ NO_LABEL_COLOUR = "#E6E6E6"
 MINUS_PATTERN = "/"  # composition bars: minus-strand shares hatched, plus solid
 WINDOW_MAP_HEIGHT = 600  # px
 WINDOW_POINT_SIZE = 5  # px
-# Up to this many windows the map is drawn as SVG (go.Scatter), beyond it with WebGL (go.Scattergl):
-# starting a WebGL context costs a browser without a GPU about half a second, more than SVG takes for
-# the pipeline's default cap of 5,000 windows; from about ten thousand points SVG is the slower one.
-SVG_MAX_POINTS = 5_000
+# Up to this many windows the map is drawn as SVG (go.Scatter), beyond it with WebGL (go.Scattergl). In headless
+# Chromium without a GPU, starting a WebGL context costs about half a second: a thousand points draw faster as
+# SVG, while the pipeline's default 5,000 windows draw faster with WebGL (each SVG point is an element, which
+# plotly and Streamlit draw more than once).
+SVG_MAX_POINTS = 2_000
 PROBE_METRICS = {"mcc": "MCC", "balanced_accuracy": "balanced accuracy", "accuracy": "accuracy"}
 BASELINE_LAYER = -1  # probe_scores: the k-mer-count baseline's layer
 BASELINE_FEATURES = "kmer_baseline"
@@ -97,6 +98,20 @@ def label_colours(labels: Sequence[str]) -> dict[str, str]:
             colours[label] = LABEL_PALETTE[next_colour % len(LABEL_PALETTE)]
             next_colour += 1
     return colours
+
+
+# Margins wide enough for what plotly pushes into them (axis titles and tick labels, the legend), so that a
+# figure is drawn once: when they need more room than the margin gives, plotly draws the whole figure again
+# (for the window map's thousands of points, a few hundred milliseconds more per page). Too narrow an estimate
+# only brings that second drawing back; too wide leaves some white space.
+CHAR_PX = 6.5  # width of a character of the 12 px legend and tick font, rounded up
+LEGEND_SYMBOL_PX = 45  # a legend item's symbol and gaps
+
+
+def legend_margin(entries: Sequence[str], title: str = "") -> int:
+    """Return the right margin (px) a vertical legend of ``entries`` under ``title`` takes, beside the plot."""
+    widths = [len(str(entry)) * CHAR_PX + LEGEND_SYMBOL_PX for entry in entries] + [len(str(title)) * CHAR_PX + 20]
+    return int(max(widths) + 30)  # the legend starts 2 % of the plot's width to its right
 
 
 def window_label_order(window_annotations: pd.DataFrame, column: str) -> list[str]:
@@ -241,9 +256,13 @@ def window_map_figure(points: pd.DataFrame, colour_by: str, *, method: str, colo
             ))
     fig = go.Figure(traces)
     names = ("PC1", "PC2") if method == "pca" else (f"{method.upper()} 1", f"{method.upper()} 2")
+    ticks = method == "pca"  # PCA axes are read, UMAP/t-SNE ones are not
+    right = legend_margin([t.name for t in traces if t.showlegend is not False], colour_title)
+    if is_continuous(colour_by):
+        right = max(right, legend_margin([], colour_title) + 40)  # the colour bar, its ticks and title
     fig.update_layout(
         title=dict(text=title) if title else None, height=WINDOW_MAP_HEIGHT, hovermode="closest",
-        margin=dict(l=10, r=10, t=50 if title else 10, b=10),
+        margin=dict(l=90 if ticks else 55, r=right, t=50 if title else 10, b=75 if ticks else 45),
         legend=dict(title=dict(text=colour_title), itemsizing="constant"),
         xaxis=dict(title=dict(text=names[0]), showticklabels=method == "pca", zeroline=False),
         yaxis=dict(title=dict(text=names[1]), showticklabels=method == "pca", zeroline=False),
@@ -345,7 +364,8 @@ def composition_figure(composition: pd.DataFrame, *, annotation: str, title: str
         ))
     fig.update_layout(
         title=dict(text=title) if title else None, barmode="stack", height=420,
-        margin=dict(l=10, r=10, t=50 if title else 10, b=10),
+        margin=dict(l=75, r=legend_margin([t.name for t in fig.data], annotation_title(annotation)),
+                    t=50 if title else 10, b=max(45, int(max(map(len, groups), default=0) * CHAR_PX * 0.8) + 20)),
         yaxis=dict(title=dict(text=f"mean share of occurrences ({annotation_title(annotation)})"), rangemode="tozero"),
         legend=dict(title=dict(text=annotation_title(annotation)), traceorder="normal"),
     )
@@ -388,7 +408,8 @@ def probe_figure(scores: pd.DataFrame, *, metric: str = "mcc", current_layer: in
     if current_layer is not None:
         fig.add_vline(x=current_layer, line=dict(color="grey", width=1, dash="dot"))
     fig.update_layout(
-        title=dict(text=title) if title else None, height=420, margin=dict(l=10, r=10, t=50 if title else 10, b=10),
+        title=dict(text=title) if title else None, height=420,
+        margin=dict(l=75, r=legend_margin([t.name for t in fig.data]), t=50 if title else 10, b=70),
         xaxis=dict(title=dict(text="layer (0 = input embeddings)"), tickmode="array", tickvals=layers),
         yaxis=dict(title=dict(text=label)), hovermode="closest",
     )
@@ -598,7 +619,10 @@ def region_figure(tracks: Sequence[Track], tokens: pd.DataFrame, *, chromosome: 
     fig.update_layout(
         title=dict(text=title) if title else None, barmode="overlay", bargap=0,
         height=max(REGION_MIN_HEIGHT, 60 + (50 if title else 0) + sum(heights)),
-        margin=dict(l=10, r=10, t=60 if title else 30, b=40),
+        margin=dict(l=int(max(map(len, lane_names)) * CHAR_PX) + 30,
+                    r=legend_margin([t.name for t in fig.data if t.showlegend is not False],
+                                    max([t.legendgrouptitle.text or "" for t in fig.data], key=len, default="")),
+                    t=60 if title else 30, b=70),
         uniformtext=dict(minsize=8, mode="hide"), hovermode="closest",
         legend=dict(groupclick="toggleitem"),
     )

@@ -37,10 +37,14 @@ GOLDEN = 0.6180339887  # spreads tokens of one length across the jitter band, de
 DODGE = 0.7  # share of a length unit the vocabularies' point columns span in the scatter
 MAX_GROUPED_BARS = 3  # more vocabularies than this draw the length histograms as lines (bars get too thin)
 UNIT_TICKS_UP_TO = 20  # nt: longer length axes get automatic ticks instead of one per length
-# Up to this many tokens the frequency scatter is SVG (go.Scatter), beyond it WebGL (go.Scattergl):
-# starting a WebGL context costs a browser without a GPU about half a second, more than SVG needs for
-# a few thousand points.
-SVG_MAX_POINTS = 5_000
+# Margins wide enough for the axis titles, tick labels and a one-row legend below the plot, so that plotly
+# draws a figure once (when they need more room than the margin gives, it draws the whole figure again).
+AXIS_MARGINS = {"l": 80, "b": 100}
+CHAR_PX = 6.5  # width of a character of the 12 px tick font, rounded up
+# Up to this many tokens the frequency scatter is SVG (go.Scatter), beyond it WebGL (go.Scattergl). In headless
+# Chromium without a GPU, starting a WebGL context costs about half a second, more than SVG takes for a
+# thousand points (two vocabularies); from a few thousand points WebGL is the quicker one.
+SVG_MAX_POINTS = 2_000
 
 # The GROVER paper's 600-cycle vocabulary on hg19 (/work/shared/reference/GROVER.md). Its "mean
 # length 4.07 nt" is read as nucleotides per token (analysis.vocabulary explains why).
@@ -249,7 +253,7 @@ def length_histogram_figure(lengths: pd.DataFrame, *, colours: Mapping[str, str]
                                "<br>share: %{y:.1%}<extra></extra>"),
             ), row=1, col=col)
     fig.update_layout(barmode="group", bargap=0.15, height=420, title=title or None,
-                      legend={"orientation": "h", "y": -0.2}, margin={"t": 70})
+                      legend={"orientation": "h", "y": -0.2}, margin={"t": 70, **AXIS_MARGINS})
     short = len(lengths) and lengths["length"].max() <= UNIT_TICKS_UP_TO
     fig.update_xaxes(title_text="token length (nt)", dtick=1 if short else None)
     fig.update_yaxes(tickformat=".0%")
@@ -324,7 +328,8 @@ def frequency_length_figure(points: pd.DataFrame, summaries: Mapping[str, Mappin
             line={"color": colour, "width": 2}, marker={"symbol": "diamond", "size": 8, "color": colour},
             hovertemplate=f"{name}: median frequency %{{y:,.0f}} at length %{{x}} nt<extra></extra>",
         ))
-    fig.update_layout(height=460, title=title or None, legend={"orientation": "h", "y": -0.18})
+    fig.update_layout(height=460, title=title or None, legend={"orientation": "h", "y": -0.18},
+                      margin={**AXIS_MARGINS, "b": 115})  # longer legend entries (Spearman rho)
     short = len(points) and points["length"].max() <= UNIT_TICKS_UP_TO
     fig.update_xaxes(title_text="token length (nt); vocabularies side by side within each length",
                      dtick=1 if short else None, rangemode="nonnegative")
@@ -393,7 +398,7 @@ def gc_figure(points: pd.DataFrame, *, genome_gc: float | None = None, colours: 
     if genome_gc is not None and not math.isnan(genome_gc):
         fig.add_hline(y=genome_gc, line_dash="dash", line_color="grey",
                       annotation_text=f"genome GC {genome_gc:.3f}", annotation_position="top left")
-    fig.update_layout(height=420, title=title or None, showlegend=False, violinmode="overlay")
+    fig.update_layout(height=420, title=title or None, showlegend=False, violinmode="overlay", margin=AXIS_MARGINS)
     fig.update_yaxes(title_text="GC content of the token", range=[-0.02, 1.02])
     return fig
 
@@ -455,7 +460,7 @@ def pair_figure(by_length: pd.DataFrame, name_a: str, name_b: str, *, colours: M
             hovertemplate=f"{label[membership]}<br>length %{{x}} nt: %{{y:,}} tokens<extra></extra>",
         ))
     fig.update_layout(barmode="stack", height=380, title=title or None,
-                      legend={"orientation": "h", "y": -0.22, "traceorder": "normal"})
+                      legend={"orientation": "h", "y": -0.22, "traceorder": "normal"}, margin=AXIS_MARGINS)
     short = len(by_length) and by_length["length"].max() <= UNIT_TICKS_UP_TO
     fig.update_xaxes(title_text="token length (nt)", dtick=1 if short else None)
     fig.update_yaxes(title_text="tokens")
@@ -542,7 +547,7 @@ def cycles_figure(table: pd.DataFrame, *, selected: Sequence[str] = (), own: str
             fig.add_hline(y=row["nt_per_token"], line_dash="dashdot", line_color="#D62728",
                           annotation_text=f"{row['vocabulary']}: {row['nt_per_token']:.2f}",
                           annotation_position="bottom right")
-    fig.update_layout(height=420, title=title or None, legend={"orientation": "h", "y": -0.22})
+    fig.update_layout(height=420, title=title or None, legend={"orientation": "h", "y": -0.22}, margin=AXIS_MARGINS)
     fig.update_xaxes(title_text="BPE merge cycles")
     fig.update_yaxes(title_text="nucleotides per token")
     return fig
@@ -685,7 +690,8 @@ def segmentation_figure(blocks: pd.DataFrame, sequence: str, *, colours: Mapping
         rows.append(name)
     fig.update_layout(
         barmode="overlay", height=110 + 55 * len(rows), title=title or None, showlegend=False,
-        uniformtext={"minsize": 8, "mode": "hide"}, margin={"l": 10, "r": 10, "t": 50 if title else 20, "b": 40},
+        uniformtext={"minsize": 8, "mode": "hide"},
+        margin={"l": int(max(map(len, rows)) * CHAR_PX) + 30, "r": 10, "t": 50 if title else 20, "b": 70},
         dragmode="pan",
     )
     fig.update_yaxes(categoryorder="array", categoryarray=rows[::-1], title_text=None, fixedrange=True)

@@ -325,13 +325,13 @@ def region_chart(chrom: str, interval: charts.Interval, title: str, write_text: 
 title = (f"{run_dir.name} · {chrom}:{interval.start:,}-{interval.end:,} · tokens by {cluster_method} cluster, "
          f"layer {layer}")
 track_files = tuple((str(spec.get("name")), str(spec.get("kind", "labels")), str(spec.get("path")),
-                     spec.get("label_column", 3), bool(spec.get("strand_aware")), loaders.file_stamp(spec.get("path") or ""))
-                    for spec in specs)
+                     spec.get("label_column", 3), bool(spec.get("strand_aware")),
+                     loaders.file_stamp(spec.get("path") or "")) for spec in specs)
+region_files = loaders.stamp(run_dir, run.TOKENS, run.TOKEN_CLUSTERS, run.WINDOW_ANNOTATIONS,
+                             f"{run.TOKENIZED_DIR}/index.json")
 region_table, fig, counts, skipped = loaders.built_once(
-    "an_region", (str(run_dir), loaders.stamp(run_dir, run.TOKENS, run.TOKEN_CLUSTERS, run.WINDOW_ANNOTATIONS,
-                                              f"{run.TOKENIZED_DIR}/index.json"),
-                  members is None, window_annotations is None, layer, cluster_method, chrom, interval.start, interval.end,
-                  track_files, title, write_text),
+    "an_region", (str(run_dir), region_files, track_files, members is None, window_annotations is None, layer,
+                  cluster_method, chrom, interval.start, interval.end, title, write_text),
     lambda: region_chart(chrom, interval, title, write_text))
 exports.show_figure(fig, stem=f"{stem}_{chrom}_{interval.start}_{interval.end}_region", key="an_region_chart",
                     data=region_table)

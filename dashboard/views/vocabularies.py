@@ -208,7 +208,7 @@ st.caption("Violins: GC of each token counted once (box and mean line inside); b
 # --- Nucleotides per token across BPE cycle counts ------------------------------------------------
 st.subheader("Nucleotides per token across BPE merge cycles")
 all_summaries = {name: report[1] for name, report in reports.items() if report is not None}
-cycles, fig = built("cycles", (tuple(chosen), tuple(all_summaries), segmentation is None), lambda: cycles_chart(
+cycles, fig = built("cycles", (tuple(chosen), tuple(all_summaries), own, segmentation is None), lambda: cycles_chart(
     all_summaries, segmentation, chosen, f"{run_name} · nucleotides per token by merge cycles"))
 exports.show_figure(
     fig, stem=f"{run_name}_vocabulary_cycles", key="voc_cycles_chart", data=cycles,
@@ -346,8 +346,9 @@ if sequence:
             window = (int(window[0]), int(window[1])) if window[1] > window[0] else default
             state.to_link("span", f"{window[0]}-{window[1]}")
         segmented = tuple(dict.fromkeys(blocks["vocabulary"].astype(str)))
-        fig, stats = built("segmentation", (segmented, sequence, offset, window, axis_title, where), lambda: segmentation_chart(
-            blocks, sequence, offset, window, axis_title, f"{run_name} · {where} segmented by each vocabulary"))
+        fig, stats = built("segmentation", (segmented, sequence, offset, window, axis_title, where),
+                           lambda: segmentation_chart(blocks, sequence, offset, window, axis_title,
+                                                      f"{run_name} · {where} segmented by each vocabulary"))
         exports.show_figure(fig, stem=f"{run_name}_segmentation_{where}", key="voc_segmentation_chart", data=blocks,
                             config={"scrollZoom": True})
         st.caption(f"{n:,} nt ({where}); top row: the nucleotides; below, one row per vocabulary with its tokens as "

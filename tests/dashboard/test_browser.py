@@ -189,12 +189,20 @@ SCREENSHOTS = Path("/tmp/grover_lens_screenshots")
 
 
 def _settled(page, n_charts: int) -> None:
-    """Wait until the script has finished (no 'running' widget) and at least ``n_charts`` charts drew."""
+    """Wait until the script has finished (no 'running' widget) and at least ``n_charts`` charts drew.
+
+    Every chart element on the page must hold a drawn plot: counting plotly's SVG layers instead (three
+    per chart) would pass with a third of the charts drawn.
+    """
     page.wait_for_selector('[data-testid="stMain"]', timeout=RENDER_MS)
     page.wait_for_function(
-        """(n) => document.querySelectorAll('.js-plotly-plot .main-svg').length >= n
-                  && !document.querySelector('[data-testid="stStatusWidget"] [data-testid="stStatusWidgetRunningIcon"]')
-                  && document.querySelectorAll('[data-testid="stSkeleton"]').length === 0""",
+        """(n) => {
+            const charts = document.querySelectorAll('[data-testid="stPlotlyChart"]');
+            return charts.length >= n && [...charts].every((chart) => chart.querySelector('.js-plotly-plot .main-svg'))
+                && !document.querySelector('[data-testid="stStatusWidgetRunningIcon"]')
+                && !document.querySelector('[data-stale="true"]')
+                && !document.querySelector('[data-testid="stSkeleton"], [data-testid="stAppSkeleton"]')
+                && document.querySelector('[data-testid="stMain"] [data-testid="stHeading"]'); }""",
         arg=n_charts, timeout=RENDER_MS, polling=100)
     page.wait_for_timeout(300)  # a last element may still be streaming in
 

@@ -167,7 +167,7 @@ def test_window_summaries_equal_a_direct_computation(setup, extracted):
     assert np.allclose(cls[0].astype(np.float32), torch.stack(out.hidden_states)[:, 0, 0].numpy(), atol=1e-2)
 
 
-def _same_extraction(a: Extraction, b: Extraction, *, atol=1e-6):
+def _same_extraction(a: Extraction, b: Extraction, *, atol=1e-6, windows=True):
     assert np.array_equal(a.sample_keys(), b.sample_keys())
     assert a.sample_positions().equals(b.sample_positions())
     assert np.array_equal(a.samples(), b.samples())
@@ -175,6 +175,8 @@ def _same_extraction(a: Extraction, b: Extraction, *, atol=1e-6):
     assert set(ma) == set(mb)
     for key in ma:
         assert np.allclose(ma[key], mb[key], atol=atol), key
+    if not windows:
+        return
     for x, y in zip(a.window_arrays(), b.window_arrays()):
         assert np.allclose(np.asarray(x, dtype=np.float32), np.asarray(y, dtype=np.float32), atol=1e-3,
                            equal_nan=True)
@@ -203,6 +205,25 @@ def test_shards_merge_exactly_into_the_single_process_result(setup, extracted, t
     _same_extraction(merged, extracted, atol=1e-5)
     with pytest.raises(GroverInputError, match="shards 0..2"):
         merge_extractions(parts[:2], tmp_path / "bad")
+
+
+@pytest.mark.parametrize("window_embeddings", [True, False])
+def test_the_torch_path_gpus_take_gives_the_compiled_cpu_result(setup, extracted, tmp_path, monkeypatch,
+                                                                 window_embeddings):
+    tokenizer, genome, model = setup
+    config = dataclasses.replace(CONFIG, window_embeddings=window_embeddings)
+    runs = {}
+    for fused in (True, False):
+        monkeypatch.setattr(extract_module, "FUSED_CPU_PASS", fused)
+        runs[fused] = Extraction.open(extract_embeddings(model, tokenizer, genome, tmp_path / f"fused{fused}",
+                                                         config=config))
+    if window_embeddings:
+        _same_extraction(runs[True], extracted)  # the module's reference run took the compiled path
+    else:
+        assert not runs[True].has_window_embeddings()
+    # The torch path sums in float32 within a batch, the compiled one in float64: equal but for rounding;
+    # the float16 samples are the same bits.
+    _same_extraction(runs[False], runs[True], atol=1e-5, windows=window_embeddings)
 
 
 def test_another_model_starts_over_instead_of_resuming(setup, tmp_path):
@@ -262,8 +283,8 @@ def test_checkpoints_follow_wall_time_and_a_changed_cadence_resumes(setup, extra
     monkeypatch.setattr(extract_module.time, "monotonic", lambda: next(clock))
     saved = []
     checkpoint = extract_module._checkpoint
-    monkeypatch.setattr(extract_module, "_checkpoint",
-                        lambda out_dir, state, *args: (saved.append(state.windows_done), checkpoint(out_dir, state, *args)))
+    monkeypatch.setattr(extract_module, "_checkpoint", lambda out_dir, state, *args: (
+        saved.append(state.windows_done), checkpoint(out_dir, state, *args)))
     timed = dataclasses.replace(CONFIG, checkpoint_every=None, checkpoint_seconds=60)
     out = tmp_path / "emb"
     extract_embeddings(model, tokenizer, genome, out, config=timed, stop_after_windows=30)
@@ -308,7 +329,8 @@ def test_a_kill_between_checkpoints_resumes_to_the_same_result(setup, extracted,
     assert json.loads((out / "extraction.json").read_text())["windows_done"] == 10
     assert not np.array_equal(np.load(out / "samples.npy"), before)
     calls.clear()
-    monkeypatch.setattr(extract_module, "_stream_batch", lambda *args, **kwargs: (calls.append(1), stream(*args, **kwargs)))
+    monkeypatch.setattr(extract_module, "_stream_batch",
+                        lambda *args, **kwargs: (calls.append(1), stream(*args, **kwargs)))
     extract_embeddings(model, tokenizer, genome, out, config=config)
     assert len(calls) * CONFIG.batch_size == len(extracted.windows) - 10  # resumed at the checkpoint
     _same_extraction(Extraction.open(out), extracted)

@@ -13,7 +13,8 @@ from safetensors.torch import load_file
 from grover_core.checkpoint import latest_checkpoint, list_checkpoints
 from grover_core.errors import GroverInputError
 from grover_core.model import build_model, model_config
-from grover_core.pretrain import MaskingConfig, PretrainConfig, pretrain, split_regions
+from grover_core.pretrain import (MaskingConfig, PretrainConfig, locality_attention_mask, locality_strength_at, pretrain,
+                                  split_regions)
 
 from .test_model_and_pretrain import make_genome
 
@@ -171,3 +172,70 @@ def test_compiled_training_matches_eager(small):
     assert result.steps == 3
     for name, tensor in weights(eager).items():
         torch.testing.assert_close(weights(compiled)[name], tensor, atol=1e-4, rtol=1e-3, msg=name)
+
+
+@pytest.mark.parametrize("implementation", ["sdpa", "eager"])
+def test_locality_mask_keeps_padding_and_favours_near_keys(small, implementation):
+    tokenizer, _ = small
+    model = build_model(model_config("grover-test", num_attention_heads=2), tokenizer, seed=0).eval()
+    model.config._attn_implementation = implementation
+    ids = torch.randint(5, len(tokenizer), (3, 12), generator=torch.Generator().manual_seed(0))
+    mask = torch.ones(3, 12, dtype=torch.long)
+    mask[1, 8:] = 0
+    mask[2, 3:] = 0
+    real = mask.bool()
+    with torch.no_grad():
+        plain = model(input_ids=ids, attention_mask=mask).logits
+        unbiased = model(input_ids=ids, attention_mask=locality_attention_mask(mask, heads=2, strength=0.0)).logits
+        biased = model(input_ids=ids, attention_mask=locality_attention_mask(mask, heads=2, strength=2.0)).logits
+    torch.testing.assert_close(unbiased[real], plain[real])  # strength 0: exactly BERT's padding mask
+    assert (biased[real] - plain[real]).abs().max() > 1e-3  # the bias changes what the model computes
+
+    bias = locality_attention_mask(mask, heads=2, strength=2.0)
+    assert bias.shape == (3, 2, 12, 12)
+    assert bias[0, 0, 5, 5] == 0 and bias[0, 0, 5, 7] == pytest.approx(-4.0) and bias[0, 1, 5, 7] == pytest.approx(-2.0)
+    assert (bias[1, :, :, 8:] == torch.finfo(torch.float32).min).all()  # padded keys stay out
+    if implementation == "eager":
+        with torch.no_grad():
+            weights_ = model(input_ids=ids, attention_mask=bias, output_attentions=True).attentions[0]
+        row = weights_[0, 0, 5]  # head 0, query 5: weight falls off with distance on either side
+        assert row[5] > row[4] > row[3] > row[2] and row[5] > row[6] > row[7] > row[8]
+        assert weights_[1, :, :, 8:].max() < 1e-6
+
+
+def test_locality_warm_start_fades_out_resumes_exactly_and_leaves_a_plain_bert(small, tmp_path):
+    tokenizer, genome = small
+    warm = config(locality_warmup_steps=6, locality_bias=2.0)
+    assert [locality_strength_at(step, warm) for step in (0, 3, 6, 7)] == [2.0, 1.0, 0.0, 0.0]
+    assert locality_strength_at(0, config()) == 0.0  # off by default
+
+    masks_seen = []
+    model = build_model(model_config("grover-test"), tokenizer, seed=0)
+    hook = model.bert.register_forward_pre_hook(
+        lambda module, args, kwargs: masks_seen.append(kwargs["attention_mask"].ndim), with_kwargs=True)
+    pretrain(model, tokenizer, genome, config=warm, checkpoint_dir=tmp_path / "a")
+    hook.remove()
+    # Two micro-batches per step: steps 0-5 with the 4-D bias, steps 6-7 with BERT's own 2-D mask.
+    assert masks_seen == [4] * 12 + [2] * 4
+
+    def kill_after_step_4(step):
+        if step == 4:
+            raise Killed
+
+    interrupted = build_model(model_config("grover-test"), tokenizer, seed=0)
+    with pytest.raises(Killed):
+        pretrain(interrupted, tokenizer, genome, config=warm, checkpoint_dir=tmp_path / "b", on_step=kill_after_step_4)
+    resumed = build_model(model_config("grover-test"), tokenizer, seed=1)
+    assert pretrain(resumed, tokenizer, genome, config=warm, checkpoint_dir=tmp_path / "b").resumed_from == 3
+    expected, got = weights(model), weights(resumed)
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], atol=1e-5, rtol=1e-4, msg=name)
+
+    # The warm start is part of the run: resuming without it is refused.
+    with pytest.raises(GroverInputError):
+        pretrain(build_model(model_config("grover-test"), tokenizer, seed=0), tokenizer, genome,
+                 config=config(steps=10), checkpoint_dir=tmp_path / "b")
+    # What is saved is a plain BERT: it loads and runs with the ordinary 2-D mask only.
+    model.save_pretrained(tmp_path / "model")
+    saved = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert not any("locality" in key for key in saved)
