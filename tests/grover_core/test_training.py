@@ -136,11 +136,13 @@ def test_two_processes_train_the_same_model_as_one(tmp_path):
     assert learned.returncode == 0, learned.stderr
     common = ["pretrain", "--tokenized", tmp_path / "v" / "bpe_20" / "tokenized", "--tokenizer",
               tmp_path / "v" / "bpe_20", "--preset", "grover-test", "--steps", "6", "--batch-size", "8",
-              "--window", "40", "--lr", "3e-3", "--warmup", "2", "--mask-fraction", "0.15", "--quiet"]
+              "--window", "40", "--lr", "3e-3", "--warmup", "2", "--mask-fraction", "0.15", "--quiet",
+              "--locality-warmup", "3"]  # the warm start's 4-D masks go through DDP too
     one = _cli(*common, "--out", tmp_path / "one")
     assert one.returncode == 0, one.stderr
     two = _cli(*common, "--out", tmp_path / "two", torchrun=2)
     assert two.returncode == 0, two.stderr[-3000:]
+    assert json.loads((tmp_path / "one" / "pretrain_config.json").read_text())["pretrain"]["locality_warmup_steps"] == 3
     a = load_file(str(tmp_path / "one" / "model" / "model.safetensors"))
     b = load_file(str(tmp_path / "two" / "model" / "model.safetensors"))
     initial = build_model(model_config("grover-test"), __import__("grover_core.tokenizer", fromlist=["x"])
