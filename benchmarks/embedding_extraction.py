@@ -73,6 +73,7 @@ sys.path.insert(0, str(ROOT))
 
 import grover_core.extract as extract_module  # noqa: E402
 from grover_core.extract import ExtractionConfig, extract_embeddings, resolve_dtype, window_table  # noqa: E402
+from grover_core.extract import _autocast  # noqa: E402  (the bare passes autocast as the extractor does)
 from grover_core.model import build_model, count_parameters, model_config  # noqa: E402
 from grover_core.pretrain import collate_windows  # noqa: E402
 from grover_core.tokenized_genome import TokenizedGenome  # noqa: E402
@@ -157,12 +158,6 @@ def extraction_windows(genome: TokenizedGenome, window_tokens: int, count: int) 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
-
-
-def _autocast(device: torch.device, dtype: torch.dtype):
-    if dtype == torch.float32:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def _dtype_name(dtype: torch.dtype) -> str:

@@ -285,6 +285,22 @@ def category_colours(values: Iterable[Any]) -> dict[Any, str]:
     return {c: palette[i % len(palette)] for i, c in enumerate(categories)}
 
 
+# Up to this many points a scatter is drawn as SVG (go.Scatter), beyond it with WebGL (go.Scattergl). In headless
+# Chromium without a GPU, starting a WebGL context costs about half a second: a thousand points draw faster as
+# SVG, while several thousand draw faster with WebGL (each SVG point is an element, which plotly and Streamlit
+# draw more than once).
+SVG_MAX_POINTS = 2_000
+# Margins are sized from text lengths so that plotly draws a figure once: when axis titles, tick labels or a
+# legend need more room than the margin gives, it draws the whole figure again.
+CHAR_PX = 6.5  # width of a character of the 12 px legend and tick font, rounded up
+
+
+def scatter_type(n_points: int, webgl: bool | None = None) -> type[go.Scatter] | type[go.Scattergl]:
+    """Return ``go.Scattergl`` when ``webgl`` is True, ``go.Scatter`` (SVG) when False; by default
+    WebGL only for more than ``SVG_MAX_POINTS`` points."""
+    return go.Scattergl if (n_points > SVG_MAX_POINTS if webgl is None else webgl) else go.Scatter
+
+
 def marker_sizes(frequency: pd.Series | np.ndarray, size_range: tuple[float, float] = MARKER_SIZE_RANGE) -> np.ndarray:
     """Return one marker size per token, growing linearly with ``log10(frequency + 1)``."""
     logf = np.log10(np.clip(np.asarray(frequency, dtype=float), 0, None) + 1)

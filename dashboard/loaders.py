@@ -131,7 +131,7 @@ def load_extraction(run_dir: Path | str) -> tuple[dict[str, Any], pd.DataFrame, 
 def stamp(run_dir: Path | str, *names: str) -> tuple[int, ...]:
     """Return the modification times of files in a run folder (-1 for a missing one): a cache key part
     that changes when any of them is rewritten."""
-    return tuple(_mtime_ns(path) if (path := Path(run_dir) / name).exists() else -1 for name in names)
+    return tuple(file_stamp(Path(run_dir) / name) for name in names)
 
 
 def file_stamp(path: Path | str) -> int:

@@ -607,9 +607,9 @@ def _stream_batch(state: _State, hidden_states: tuple[torch.Tensor, ...], ids_li
             source = picked if whole else np.arange(picked.size)
             chosen = torch.from_numpy(picked)
             halves = [flat.half() if whole else flat.index_select(0, chosen).half() for flat in flats]
-            for job in [_run(kernels["copy_rows"], half.numpy().view(np.uint16), source, rows, slots,
-                             np.asarray(samples[layer]).view(np.uint16)) for layer, half in enumerate(halves)]:
-                job()
+            _in_parallel(lambda layer: kernels["copy_rows"](halves[layer].numpy().view(np.uint16), source, rows, slots,
+                                                            np.asarray(samples[layer]).view(np.uint16)),
+                         list(range(layers)))
         if n_windows:
             for layer, flat in enumerate(flats):
                 cls[:, layer] = flat[::length].numpy()

@@ -258,10 +258,15 @@ def pick_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def compute_dtype(device: torch.device) -> torch.dtype:
+    """What training computes in: bf16 on a GPU; fp32 on the CPU (CPU bf16 is slower than fp32 on most CPUs)."""
+    return torch.bfloat16 if device.type == "cuda" else torch.float32
+
+
 def autocast_for(device: torch.device):
-    """bf16 autocast on a GPU; plain fp32 on the CPU (CPU bf16 is slower than fp32 on most CPUs)."""
+    """Autocast to ``compute_dtype`` on a GPU; nothing on the CPU."""
     if device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+        return torch.autocast(device_type="cuda", dtype=compute_dtype(device))
     return contextlib.nullcontext()
 
 
@@ -281,7 +286,8 @@ def _training_fingerprint(model: BertForMaskedLM, tokenizer: PreTrainedTokenizer
     settings = {k: v for k, v in asdict(config).items()
                 if k not in ("steps", "checkpoint_every", "keep_checkpoints", "log_every", "compile")}
     if not config.locality_warmup_steps:  # off: checkpoints from before the option existed still resume
-        settings.pop("locality_warmup_steps"), settings.pop("locality_bias")
+        for name in ("locality_warmup_steps", "locality_bias"):
+            settings.pop(name)
     fields = {
         "model": {k: v for k, v in model.config.to_dict().items()
                   if k not in ("transformers_version", "_name_or_path", "architectures", "dtype", "torch_dtype")},
@@ -413,7 +419,7 @@ def pretrain(model: BertForMaskedLM, tokenizer: PreTrainedTokenizerBase, genome:
                     # In the dtype the attention computes in (SDPA wants the mask's dtype to match).
                     attention_mask = locality_attention_mask(
                         attention_mask, heads=model.config.num_attention_heads, strength=strength,
-                        dtype=torch.bfloat16 if device.type == "cuda" else torch.float32)
+                        dtype=compute_dtype(device))
                 syncing = micro == accumulation - 1 or not dist.enabled
                 with (contextlib.nullcontext() if syncing else train_model.no_sync()), autocast_for(device):
                     logits = train_model(input_ids=input_ids, attention_mask=attention_mask).logits

@@ -22,6 +22,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from dashboard.figures import CHAR_PX, SVG_MAX_POINTS, scatter_type  # noqa: F401 (SVG_MAX_POINTS: re-exported)
 from dashboard.charts.clusters import (NOISE_COLOUR, annotation_title, cluster_colour, cluster_name, selection_signature,
                                        share_label, split_share_column)
 
@@ -51,11 +52,6 @@ NO_LABEL_COLOUR = "#E6E6E6"
 MINUS_PATTERN = "/"  # composition bars: minus-strand shares hatched, plus solid
 WINDOW_MAP_HEIGHT = 600  # px
 WINDOW_POINT_SIZE = 5  # px
-# Up to this many windows the map is drawn as SVG (go.Scatter), beyond it with WebGL (go.Scattergl). In headless
-# Chromium without a GPU, starting a WebGL context costs about half a second: a thousand points draw faster as
-# SVG, while the pipeline's default 5,000 windows draw faster with WebGL (each SVG point is an element, which
-# plotly and Streamlit draw more than once).
-SVG_MAX_POINTS = 2_000
 PROBE_METRICS = {"mcc": "MCC", "balanced_accuracy": "balanced accuracy", "accuracy": "accuracy"}
 BASELINE_LAYER = -1  # probe_scores: the k-mer-count baseline's layer
 BASELINE_FEATURES = "kmer_baseline"
@@ -100,11 +96,9 @@ def label_colours(labels: Sequence[str]) -> dict[str, str]:
     return colours
 
 
-# Margins wide enough for what plotly pushes into them (axis titles and tick labels, the legend), so that a
-# figure is drawn once: when they need more room than the margin gives, plotly draws the whole figure again
-# (for the window map's thousands of points, a few hundred milliseconds more per page). Too narrow an estimate
-# only brings that second drawing back; too wide leaves some white space.
-CHAR_PX = 6.5  # width of a character of the 12 px legend and tick font, rounded up
+# Margins wide enough for what plotly pushes into them (figures.CHAR_PX): too narrow an estimate brings plotly's
+# second drawing back (for the window map's thousands of points, a few hundred milliseconds more per page); too
+# wide leaves some white space.
 LEGEND_SYMBOL_PX = 45  # a legend item's symbol and gaps
 
 
@@ -217,12 +211,12 @@ def window_map_figure(points: pd.DataFrame, colour_by: str, *, method: str, colo
     ``none`` drawn first, underneath. Signal means (``*.mean``): one trace on a colour scale, windows
     without a value in grey. Each point's ``customdata`` is ``[window_index, chromosome, start, end, text]``.
     Traces are ``Scattergl`` when ``webgl`` is True, ``Scatter`` (SVG) when False; by default WebGL
-    only for more than ``SVG_MAX_POINTS`` points.
+    only for more than ``figures.SVG_MAX_POINTS`` points.
     """
     colour_title = colour_title or annotation_title(colour_by.removesuffix(MEAN_SUFFIX))
     customdata = _window_customdata(points, colour_by, colour_title)
     x, y = points["x"].to_numpy(), points["y"].to_numpy()
-    scatter = go.Scattergl if (len(points) > SVG_MAX_POINTS if webgl is None else webgl) else go.Scatter
+    scatter = scatter_type(len(points), webgl)
     traces = []
     if is_continuous(colour_by):
         values = points[colour_by].to_numpy(dtype=float)

@@ -24,6 +24,7 @@ from plotly.subplots import make_subplots
 
 from analysis.segmentation import boundary_agreement, length_distribution
 from analysis.vocabulary import shared_tokens
+from dashboard.figures import CHAR_PX, SVG_MAX_POINTS, scatter_type  # noqa: F401 (SVG_MAX_POINTS: re-exported)
 
 PALETTE = [c for c in qualitative.D3 if c != "#7F7F7F"]  # per vocabulary, in the run's order; grey means "shared"
 TINT = 0.55  # share of white mixed into a vocabulary's colour for every other token block
@@ -40,11 +41,6 @@ UNIT_TICKS_UP_TO = 20  # nt: longer length axes get automatic ticks instead of o
 # Margins wide enough for the axis titles, tick labels and a one-row legend below the plot, so that plotly
 # draws a figure once (when they need more room than the margin gives, it draws the whole figure again).
 AXIS_MARGINS = {"l": 80, "b": 100}
-CHAR_PX = 6.5  # width of a character of the 12 px tick font, rounded up
-# Up to this many tokens the frequency scatter is SVG (go.Scatter), beyond it WebGL (go.Scattergl). In headless
-# Chromium without a GPU, starting a WebGL context costs about half a second, more than SVG takes for a
-# thousand points (two vocabularies); from a few thousand points WebGL is the quicker one.
-SVG_MAX_POINTS = 2_000
 
 # The GROVER paper's 600-cycle vocabulary on hg19 (/work/shared/reference/GROVER.md). Its "mean
 # length 4.07 nt" is read as nucleotides per token (analysis.vocabulary explains why).
@@ -303,10 +299,10 @@ def frequency_length_figure(points: pd.DataFrame, summaries: Mapping[str, Mappin
     ``points`` is ``frequency_length_points`` output; only ``drawn`` rows are plotted. The legend
     names each vocabulary's Spearman rho of length against frequency (from its summary). The token
     traces are ``Scattergl`` when ``webgl`` is True, SVG ``Scatter`` when False; by default WebGL only
-    for more than ``SVG_MAX_POINTS`` drawn tokens.
+    for more than ``figures.SVG_MAX_POINTS`` drawn tokens.
     """
     n_drawn = int(points["drawn"].sum()) if len(points) else 0
-    scatter = go.Scattergl if (n_drawn > SVG_MAX_POINTS if webgl is None else webgl) else go.Scatter
+    scatter = scatter_type(n_drawn, webgl)
     fig = go.Figure()
     for i, (name, rows) in enumerate(points.groupby("vocabulary", sort=False)):
         name = str(name)
