@@ -18,7 +18,7 @@ if str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))
 
 from analysis import run  # noqa: E402
-from dashboard import exports, loaders  # noqa: E402
+from dashboard import exports, loaders, state  # noqa: E402
 
 OTHER_FOLDER = "Other folder…"  # the run select's last option: type a path instead
 CHOICE_KEY = "run_choice"  # widget: run select box
@@ -114,9 +114,7 @@ PAGES = [
     st.Page("views/benchmarks.py", title="Benchmarks", icon=":material/leaderboard:", url_path="benchmarks"),
 ]
 page = st.navigation(PAGES)
-for _key in KEPT_ACROSS_PAGES:
-    if _key in st.session_state:
-        st.session_state[_key] = st.session_state[_key]
+state.keep(*KEPT_ACROSS_PAGES)
 choose_run()
 presentation_toggle()
 page.run()

@@ -351,7 +351,7 @@ def token_map_figure(
     motif: str | None = None,
     method: str = "umap",
     title: str | None = None,
-    renderer: Renderer = "webgl",
+    renderer: Renderer | None = None,
     selected_ids: Sequence[int] = (),
 ) -> go.Figure:
     """Return the token embedding map: one marker per row of ``points`` (all of them).
@@ -369,8 +369,9 @@ def token_map_figure(
     method
         Names the axes (``"umap"`` -> UMAP 1/2, ``"pca"`` -> PC1/PC2).
     renderer
-        ``"webgl"`` (``Scattergl``: fast, exported images are raster) or ``"svg"`` (``Scatter``:
-        an exported SVG is vector, slower with many thousands of points).
+        ``"webgl"`` (``Scattergl``: fast with many thousands of points, exported images are raster),
+        ``"svg"`` (``Scatter``: an exported SVG is vector, slow with many thousands of points), or
+        None (default): SVG up to ``SVG_MAX_POINTS`` points, WebGL beyond (``scatter_type``).
     selected_ids
         Tokens to mark with a black ring, drawn as a last trace ``"selected (N)"`` (a selection
         carried over from the link or another layer; absent when empty).
@@ -383,7 +384,7 @@ def token_map_figure(
         kinds appears exactly once. Every trace carries ``customdata`` rows of
         ``hover_columns(colour_by)`` (token id first) and the token as ``text``.
     """
-    trace_type = go.Scattergl if renderer == "webgl" else go.Scatter
+    trace_type = scatter_type(len(points), None if renderer is None else renderer == "webgl")
     categorical = is_cluster_colour(colour_by)
     sizes = marker_sizes(points["frequency"])
     customdata = hover_data(points, colour_by)

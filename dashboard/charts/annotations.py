@@ -70,6 +70,10 @@ TOKEN_TEXT_MAX = 2_000  # tokens: above this the blocks carry no text (writing i
 TOKEN_TEXT_DEFAULT_MAX = 250
 UNCLUSTERED = -2  # region view: a token with no cluster at the chosen layer (special or never embedded)
 
+# The page's views (lazy tabs, one drawn at a time): link name -> tab label; the first is the default.
+VIEWS = {"windows": "Window map", "composition": "Label composition", "probes": "Probe scores",
+         "region": "Region view"}
+
 
 # ---------------------------------------------------------------------------------------------
 # Labels and their colours

@@ -16,7 +16,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from dashboard.figures import marker_sizes
+from dashboard.figures import marker_sizes, scatter_type
 
 # Categorical palette: plotly's D3 then Dark24 beyond ten clusters (k-means default is 8).
 CLUSTER_PALETTE = (
@@ -46,6 +46,9 @@ _HOVER_TEMPLATE = (
     "GC %{customdata[5]:.2f} · AG %{customdata[6]:.2f}"
     "<extra></extra>"
 )
+
+# The page's views (lazy tabs, one drawn at a time): link name -> tab label; the first is the default.
+VIEWS = {"map": "Cluster map and GC against AG", "profiles": "Cluster and annotation profiles"}
 
 
 def cluster_colour(cluster: int) -> str:
@@ -107,15 +110,19 @@ def cluster_points(members: pd.DataFrame, projections: pd.DataFrame, *, layer: i
     return members.merge(at[["token_id", "x", "y"]], on="token_id", how="inner", validate="one_to_one")
 
 
-def _scatter_traces(frame: pd.DataFrame, x: str, y: str, *, selected: int | None) -> list[go.Scattergl]:
-    """One WebGL trace per cluster (legend entry ``cluster k (n)``); clusters other than ``selected`` dimmed."""
+def _scatter_traces(frame: pd.DataFrame, x: str, y: str, *, selected: int | None) -> list[go.Scatter]:
+    """One trace per cluster (legend entry ``cluster k (n)``); clusters other than ``selected`` dimmed.
+
+    SVG ``Scatter`` traces up to ``SVG_MAX_POINTS`` rows in all, WebGL ``Scattergl`` beyond (``scatter_type``).
+    """
+    trace_type = scatter_type(len(frame))
     sizes = marker_sizes(frame["frequency"])
     customdata = frame[list(HOVER_COLUMNS)].to_numpy(dtype=object)
     labels = frame["cluster"].to_numpy()
     traces = []
     for cluster in sorted(np.unique(labels).tolist()):
         mask = labels == cluster
-        traces.append(go.Scattergl(
+        traces.append(trace_type(
             x=frame[x].to_numpy()[mask], y=frame[y].to_numpy()[mask], mode="markers",
             name=f"{cluster_name(cluster)} ({int(mask.sum()):,})", legendgroup=str(cluster),
             customdata=customdata[mask], hovertemplate=_HOVER_TEMPLATE,
@@ -135,7 +142,7 @@ def _scatter_layout(fig: go.Figure, title: str | None) -> None:
 
 def cluster_map_figure(points: pd.DataFrame, *, method: str, selected: int | None = None,
                        title: str | None = None) -> go.Figure:
-    """Return the token map coloured by cluster: one ``Scattergl`` trace per cluster, every row drawn.
+    """Return the token map coloured by cluster: one trace per cluster (WebGL beyond ``SVG_MAX_POINTS``), every row drawn.
 
     ``points`` is ``cluster_points(...)``; marker size grows with log frequency; ``selected`` (a
     cluster number) dims the other clusters. Each point's ``customdata`` is ``HOVER_COLUMNS``.

@@ -28,6 +28,11 @@ from plotly.colors import qualitative, sample_colorscale
 from plotly.subplots import make_subplots
 from scipy.stats import pearsonr, spearmanr
 
+from dashboard.figures import scatter_type
+
+# The page's views (lazy tabs, one drawn at a time): link name -> tab label; the first is the default.
+VIEWS = {"maps": "Token maps", "groups": "Self-similarity by group", "agreement": "Per-token agreement",
+         "probes": "Probes and evaluation"}
 K_NEIGHBOURS = 10  # nearest neighbours per token in the kNN overlap
 RUN_COLOURS = ("#1f77b4", "#ff7f0e")  # run A, run B
 RUN_DASHES = ("solid", "dash")
@@ -356,7 +361,7 @@ def self_similarity_scatter(pairs: pd.DataFrame, *, names: Sequence[str], layers
         high = float(max(pairs["a"].max(), pairs["b"].max()))
         fig.add_trace(go.Scatter(x=[low, high], y=[low, high], mode="lines", name="y = x",
                                  line=dict(color="grey", dash="dash", width=1), hoverinfo="skip"))
-    fig.add_trace(go.Scattergl(
+    fig.add_trace(scatter_type(len(pairs))(  # SVG up to SVG_MAX_POINTS tokens, WebGL beyond
         x=pairs["a"], y=pairs["b"], mode="markers", name="shared tokens",
         marker=dict(color=RUN_COLOURS[0], size=6, opacity=0.7), customdata=pairs[["token"]].to_numpy(dtype=object),
         hovertemplate="<b>%{customdata[0]}</b><br>A %{x:.3f} · B %{y:.3f}<extra></extra>",

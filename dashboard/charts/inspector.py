@@ -25,6 +25,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from dashboard.figures import scatter_type
+
 MAX_NUCLEOTIDES = 2_000  # longest sequence inspected: a few model windows of light CPU inference
 MAX_UPLOAD_MB = 1  # uploads above this are refused before they are read (a FASTA of one region is far smaller)
 MAX_PREDICTED_TOKENS = 400  # masked copies per view: each is one sequence in the forward passes
@@ -406,7 +408,8 @@ def highlight_sizes(counts: np.ndarray, size_range: tuple[float, float] = HIGHLI
 def sequence_map_figure(rows: pd.DataFrame, *, method: str = "umap", title: str | None = None) -> go.Figure:
     """Return the token map with every token grey and the sequence's tokens highlighted on top.
 
-    ``rows`` is ``map_rows`` output (all projected tokens, nothing sampled). Two ``Scattergl`` traces:
+    ``rows`` is ``map_rows`` output (all projected tokens, nothing sampled). Two traces (SVG ``Scatter``
+    up to ``SVG_MAX_POINTS`` tokens, WebGL ``Scattergl`` beyond):
     ``"vocabulary"`` (every token, grey, small) and ``"in the sequence"`` (tokens with
     ``count_in_sequence > 0``, sized by that count). ``customdata`` rows are ``token_id, token,
     count_in_sequence`` in both.
@@ -415,13 +418,14 @@ def sequence_map_figure(rows: pd.DataFrame, *, method: str = "umap", title: str 
     fig = go.Figure()
     hover = ("<b>%{customdata[1]}</b> (id %{customdata[0]})<br>%{customdata[2]} times in the sequence"
              "<extra></extra>")
-    fig.add_trace(go.Scattergl(
+    trace_type = scatter_type(len(rows))
+    fig.add_trace(trace_type(
         x=rows["x"], y=rows["y"], mode="markers", name="vocabulary",
         marker=dict(color=MAP_BACKGROUND_COLOUR, size=5, line=dict(width=0)),
         customdata=rows[["token_id", "token", "count_in_sequence"]].to_numpy(dtype=object), hovertemplate=hover,
     ))
     seen = rows[rows["count_in_sequence"] > 0].sort_values("count_in_sequence", ascending=False, kind="stable")
-    fig.add_trace(go.Scattergl(
+    fig.add_trace(trace_type(
         x=seen["x"], y=seen["y"], mode="markers", name="in the sequence",
         marker=dict(color=MAP_HIGHLIGHT_COLOUR, size=highlight_sizes(seen["count_in_sequence"].to_numpy()),
                     opacity=0.8, line=dict(width=1, color="white")),

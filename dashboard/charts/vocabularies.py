@@ -69,6 +69,10 @@ SUMMARY_LABELS: dict[str, str] = {
 }
 MEMBERSHIP = ("shared", "only in A", "only in B")  # pair_tokens' ``membership`` values, in this order
 
+# The page's views (lazy tabs, one drawn at a time): link name -> tab label; the first is the default.
+VIEWS = {"lengths": "Lengths and frequency", "gc": "GC content", "cycles": "Merge cycles",
+         "pair": "Shared and unique tokens", "segmentation": "One sequence segmented"}
+
 
 # ---------------------------------------------------------------------------------------------
 # Names, selection and colours

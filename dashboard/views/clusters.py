@@ -3,6 +3,7 @@
 Reads ``token_clusters``, ``cluster_profiles``, ``cluster_enrichment`` (``grover analyze --only clusters``)
 with ``tokens`` and ``token_projections``; computes nothing but joins. A cluster is chosen in the select
 box or by clicking one of its tokens on either scatter; its tokens are then listed with a CSV download.
+The two scatters and the two profiles sit in lazy tabs (``?view=``; only the open one is drawn).
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ PROJECTION_KEY, PROJECTION_PARAM = "cl_projection", "proj"
 CLUSTER_KEY, CLUSTER_PARAM = "cl_cluster", "cluster"
 MAP_KEY, SCATTER_KEY = "cl_map", "cl_gc_ag"  # the two clickable charts
 CLICK_SEEN_KEY = "cl_click_seen"  # signature of the last click acted on (a click is applied once)
+VIEW_KEY = "cl_view"  # tabs: the view drawn; ?view=<name> (map, the first, is left out of the link)
 
 CLUSTER_METHODS = ("kmeans", "hierarchical")  # preferred order; others the run holds follow
 PROFILE_COLUMN_CONFIG = {
@@ -119,84 +121,93 @@ params = made.get("params") or {}
 stem = f"{run_dir.name}_layer{layer}_{method}"
 title_tail = f"layer {layer} · {method}" + ("" if chosen is None else f" · {charts.cluster_name(chosen)}")
 
-# --- the cluster map and GC against AG --------------------------------------------------------------
-try:
-    points = charts.cluster_points(members, projections, layer=layer, method=projection)
-except ValueError as error:
-    points = None
-    map_problem = str(error)
-map_col, scatter_col = st.columns(2)
-with map_col:
-    st.subheader("Cluster map")
-    if points is None:
-        st.info(f"{map_problem} Remake the projections with "
-                f"`{run.command_for(run_dir, run.TOKEN_PROJECTIONS)}`.")
-    else:
-        fig = charts.cluster_map_figure(points, method=projection, selected=chosen,
-                                        title=f"{run_dir.name} · token map ({projection.upper()}) · {title_tail}")
-        exports.show_figure(fig, stem=f"{stem}_{projection}_cluster_map", key=MAP_KEY,
-                            data_fn=lambda: points.drop(columns=[c for c in points.columns if ".share_" in c]),
-                            on_select="rerun", selection_mode="points")
-        unprojected = len(members) - len(points)
-        st.caption(
-            f"{len(points):,} tokens drawn: every clustered token at layer {layer} on the {projection.upper()} "
-            "token map, no subsampling"
-            + (f" ({unprojected:,} clustered tokens have no projection)" if unprojected else "")
-            + ". Point size grows with log frequency. Click a token to choose its cluster."
-        )
-with scatter_col:
-    st.subheader("GC against AG")
-    fig = charts.gc_ag_figure(members, selected=chosen, title=f"{run_dir.name} · GC vs AG · {title_tail}")
-    composition_known = int((members["gc"].notna() & members["ag"].notna()).sum())
-    exports.show_figure(fig, stem=f"{stem}_gc_ag", key=SCATTER_KEY,
-                        data_fn=lambda: members[[c for c in charts.MEMBER_COLUMNS if c in members.columns]],
-                        on_select="rerun", selection_mode="points")
-    st.caption(f"{composition_known:,} tokens drawn, coloured by their {method} cluster at layer {layer}. "
-               "Short tokens share few compositions, so points overlap; hover or choose the cluster to list them.")
-
-# --- profiles ---------------------------------------------------------------------------------------
-st.subheader("Cluster profiles")
-profile = charts.profile_table(profiles, layer=layer, method=method)
-if profile.empty:
-    st.info(f"`{run.CLUSTER_PROFILES}` holds no row for layer {layer} ({method}). Remake it with "
-            f"`{run.command_for(run_dir, run.CLUSTER_PROFILES)}`.")
-else:
-    fig = charts.profile_figure(profile, title=f"{run_dir.name} · cluster profiles · layer {layer} · {method}")
-    exports.show_figure(fig, stem=f"{stem}_profiles", key="cl_profile_chart", data=profile)
-    st.dataframe(profile, hide_index=True, key="cl_profile_table", column_config=PROFILE_COLUMN_CONFIG)
-    st.caption(f"{len(profile)} clusters of {int(profile['n_tokens'].sum()):,} tokens at layer {layer} ({method})"
-               + (f"; asked for {params['n_clusters']} clusters" if "n_clusters" in params else "")
-               + (f", made by `{made['produced_by']}`" if made.get("produced_by") else "") + ".")
-
-# --- annotation profile -----------------------------------------------------------------------------
-st.subheader("Annotation profile")
-if not run.has_artifact(run_dir, run.CLUSTER_ENRICHMENT):
-    st.info(f"`{run.CLUSTER_ENRICHMENT}` is missing: the run was clustered without annotations. Make it with "
-            f"`{run.command_for(run_dir, run.CLUSTER_ENRICHMENT)}` after naming annotation files "
-            "(`--annotation NAME=PATH`).")
-else:
+def show_map() -> None:
+    """The cluster map and GC against AG, both coloured by cluster; a click on a token chooses its cluster."""
     try:
-        enrichment = loaders.load_table(run_dir, run.CLUSTER_ENRICHMENT)
-    except Exception as error:  # a damaged Parquet file: say so, keep the rest of the page
-        enrichment = None
-        st.error(f"`{run.CLUSTER_ENRICHMENT}` in `{run_dir}` could not be read ({type(error).__name__}: {error}). "
-                 f"Remake it with `{run.command_for(run_dir, run.CLUSTER_ENRICHMENT)}`.")
-    matrix = None if enrichment is None else charts.enrichment_matrix(enrichment, layer=layer, method=method)
-    if enrichment is None:
-        pass
-    elif matrix is None:
-        st.info(f"`{run.CLUSTER_ENRICHMENT}` holds no row for layer {layer} ({method}).")
+        points = charts.cluster_points(members, projections, layer=layer, method=projection)
+    except ValueError as error:
+        points = None
+        map_problem = str(error)
+    map_col, scatter_col = st.columns(2)
+    with map_col:
+        st.subheader("Cluster map")
+        if points is None:
+            st.info(f"{map_problem} Remake the projections with "
+                    f"`{run.command_for(run_dir, run.TOKEN_PROJECTIONS)}`.")
+        else:
+            fig = charts.cluster_map_figure(points, method=projection, selected=chosen,
+                                            title=f"{run_dir.name} · token map ({projection.upper()}) · {title_tail}")
+            exports.show_figure(fig, stem=f"{stem}_{projection}_cluster_map", key=MAP_KEY,
+                                data_fn=lambda: points.drop(columns=[c for c in points.columns if ".share_" in c]),
+                                on_select="rerun", selection_mode="points")
+            unprojected = len(members) - len(points)
+            st.caption(
+                f"{len(points):,} tokens drawn: every clustered token at layer {layer} on the {projection.upper()} "
+                "token map, no subsampling"
+                + (f" ({unprojected:,} clustered tokens have no projection)" if unprojected else "")
+                + ". Point size grows with log frequency. Click a token to choose its cluster."
+            )
+    with scatter_col:
+        st.subheader("GC against AG")
+        fig = charts.gc_ag_figure(members, selected=chosen, title=f"{run_dir.name} · GC vs AG · {title_tail}")
+        composition_known = int((members["gc"].notna() & members["ag"].notna()).sum())
+        exports.show_figure(fig, stem=f"{stem}_gc_ag", key=SCATTER_KEY,
+                            data_fn=lambda: members[[c for c in charts.MEMBER_COLUMNS if c in members.columns]],
+                            on_select="rerun", selection_mode="points")
+        st.caption(f"{composition_known:,} tokens drawn, coloured by their {method} cluster at layer {layer}. "
+                   "Short tokens share few compositions, so points overlap; hover or choose the cluster to list them.")
+
+
+def show_profiles() -> None:
+    """Each cluster's length, frequency and composition profile, and its enrichment for annotation labels."""
+    st.subheader("Cluster profiles")
+    profile = charts.profile_table(profiles, layer=layer, method=method)
+    if profile.empty:
+        st.info(f"`{run.CLUSTER_PROFILES}` holds no row for layer {layer} ({method}). Remake it with "
+                f"`{run.command_for(run_dir, run.CLUSTER_PROFILES)}`.")
     else:
-        fig = charts.enrichment_figure(matrix, title=f"{run_dir.name} · annotation enrichment · layer {layer} · {method}")
-        at = enrichment[(enrichment["layer"] == layer) & (enrichment["method"] == method)]
-        exports.show_figure(fig, stem=f"{stem}_enrichment", key="cl_enrichment_chart", data=at)
-        n_significant = int(matrix.significant().to_numpy().sum())
-        st.caption(
-            f"log2 of the cluster's mean share of token occurrences inside each label over the share of all "
-            f"clustered tokens (pseudocount 0.001). {charts.SIGNIFICANT_MARK} marks q < {charts.Q_THRESHOLD} "
-            f"(two-sided Mann-Whitney U, Benjamini-Hochberg): {n_significant} of {matrix.log2.size} cells. "
-            "Repeat labels are split by the strand of the repeat: (+) and (−)."
-        )
+        fig = charts.profile_figure(profile, title=f"{run_dir.name} · cluster profiles · layer {layer} · {method}")
+        exports.show_figure(fig, stem=f"{stem}_profiles", key="cl_profile_chart", data=profile)
+        st.dataframe(profile, hide_index=True, key="cl_profile_table", column_config=PROFILE_COLUMN_CONFIG)
+        st.caption(f"{len(profile)} clusters of {int(profile['n_tokens'].sum()):,} tokens at layer {layer} ({method})"
+                   + (f"; asked for {params['n_clusters']} clusters" if "n_clusters" in params else "")
+                   + (f", made by `{made['produced_by']}`" if made.get("produced_by") else "") + ".")
+
+    # --- annotation profile -------------------------------------------------------------------------
+    st.subheader("Annotation profile")
+    if not run.has_artifact(run_dir, run.CLUSTER_ENRICHMENT):
+        st.info(f"`{run.CLUSTER_ENRICHMENT}` is missing: the run was clustered without annotations. Make it with "
+                f"`{run.command_for(run_dir, run.CLUSTER_ENRICHMENT)}` after naming annotation files "
+                "(`--annotation NAME=PATH`).")
+    else:
+        try:
+            enrichment = loaders.load_table(run_dir, run.CLUSTER_ENRICHMENT)
+        except Exception as error:  # a damaged Parquet file: say so, keep the rest of the page
+            enrichment = None
+            st.error(f"`{run.CLUSTER_ENRICHMENT}` in `{run_dir}` could not be read ({type(error).__name__}: {error}). "
+                     f"Remake it with `{run.command_for(run_dir, run.CLUSTER_ENRICHMENT)}`.")
+        matrix = None if enrichment is None else charts.enrichment_matrix(enrichment, layer=layer, method=method)
+        if enrichment is None:
+            pass
+        elif matrix is None:
+            st.info(f"`{run.CLUSTER_ENRICHMENT}` holds no row for layer {layer} ({method}).")
+        else:
+            fig = charts.enrichment_figure(matrix, title=f"{run_dir.name} · annotation enrichment · layer {layer} · {method}")
+            at = enrichment[(enrichment["layer"] == layer) & (enrichment["method"] == method)]
+            exports.show_figure(fig, stem=f"{stem}_enrichment", key="cl_enrichment_chart", data=at)
+            n_significant = int(matrix.significant().to_numpy().sum())
+            st.caption(
+                f"log2 of the cluster's mean share of token occurrences inside each label over the share of all "
+                f"clustered tokens (pseudocount 0.001). {charts.SIGNIFICANT_MARK} marks q < {charts.Q_THRESHOLD} "
+                f"(two-sided Mann-Whitney U, Benjamini-Hochberg): {n_significant} of {matrix.log2.size} cells. "
+                "Repeat labels are split by the strand of the repeat: (+) and (−)."
+            )
+
+
+# --- The views: lazy tabs, one drawn at a time (?view=) ---------------------------------------------
+view, tabs = state.view_tabs(VIEW_KEY, charts.VIEWS)
+with tabs[view]:
+    {"map": show_map, "profiles": show_profiles}[view]()
 
 # --- the chosen cluster's tokens --------------------------------------------------------------------
 if chosen is None:

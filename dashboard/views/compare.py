@@ -1,6 +1,7 @@
 """Compare models: two runs over the same vocabulary, side by side on the same tokens.
 
-Run A is the run chosen in the sidebar (``?run=``); run B is chosen here (``?run_b=``). Everything
+Run A is the run chosen in the sidebar (``?run=``); run B is chosen here (``?run_b=``). The views sit in
+lazy tabs (``?view=``; only the open one is drawn: seven charts at once take the browser over 3 s). Everything
 drawn is read from the two runs' artifacts; the one computation is the k-nearest-neighbour overlap
 of the shared tokens' mean embeddings (a few thousand rows at most), cached. Pure logic lives in
 ``dashboard/charts/compare.py``.
@@ -29,6 +30,7 @@ X_KEY = "cmp_x"  # ?x=layer|depth
 GROUPING_KEY = "cmp_grouping"  # ?grouping=
 VALUE_KEY = "cmp_value"  # ?value=
 METRIC_KEY = "cmp_metric"  # ?metric=
+VIEW_KEY = "cmp_view"  # tabs: the view drawn; ?view=<name> (maps, the first, is left out of the link)
 X_AXES = {"layer": "Layer", "depth": "Relative depth"}
 
 
@@ -163,8 +165,7 @@ if not match.identical:
                      hide_index=True, key="cmp_only")
 shared = match.shared
 
-# --- token maps -------------------------------------------------------------------------------
-st.subheader("Token maps")
+# The projections give every view the layers of each run (and the maps their points).
 projections_a = loaders.table_or_stop(run_a, run.TOKEN_PROJECTIONS)
 projections_b = loaders.table_or_stop(run_b, run.TOKEN_PROJECTIONS)
 if projections_a.empty or projections_b.empty:
@@ -172,186 +173,205 @@ if projections_a.empty or projections_b.empty:
             f"`{run.command_for(run_a if projections_a.empty else run_b, run.TOKEN_PROJECTIONS)}`.")
     st.stop()
 layers_a, layers_b = run.layers_in(projections_a), run.layers_in(projections_b)
-methods = [m for m in run.PROJECTION_METHODS
-           if m in set(projections_a["method"].astype(str)) & set(projections_b["method"].astype(str))]
-if not methods:
-    st.info("The two runs share no projection method (UMAP or PCA). Remake their projections with "
-            f"`{run.command_for(run_b, run.TOKEN_PROJECTIONS)}`.")
-    st.stop()
 
-state.from_link(LAYER_A_KEY, "layer_a", parse=int, valid=lambda v: v in layers_a)
-state.from_link(MATCH_KEY, "match", parse=lambda v: v != "0", valid=lambda v: isinstance(v, bool))
-state.from_link(LAYER_B_KEY, "layer_b", parse=int, valid=lambda v: v in layers_b)
-state.from_link(METHOD_KEY, "method", valid=lambda v: v in methods)
-state.from_link(COLOUR_KEY, "colour", valid=lambda v: v in figures.COLOUR_BY)
-if st.session_state.get(LAYER_A_KEY) not in layers_a:
-    st.session_state[LAYER_A_KEY] = layers_a[-1]
-if st.session_state.get(METHOD_KEY) not in methods:
-    st.session_state[METHOD_KEY] = methods[0]
-st.session_state.setdefault(MATCH_KEY, True)
-st.session_state.setdefault(COLOUR_KEY, "gc")
 
-controls = st.columns([3, 1.4, 2.6, 1.2, 1.6])
-with controls[0]:
-    layer_a = layer_slider(f"Layer of A (0 = input embeddings; {layers_a[-1]} = last)", layers_a, LAYER_A_KEY)
-with controls[1]:
-    match_depth = st.toggle("Same depth", key=MATCH_KEY,
-                            help="Run B's layer at the same relative depth as A's (layer / number of layers), "
-                            "so models of different depth line up. Off: choose B's layer yourself.")
-with controls[2]:
-    if match_depth:
-        layer_b = charts.matching_layer(layers_b, charts.relative_depth(layer_a, layers_a))
-        st.markdown(f"**Layer of B: {layer_b}** of {layers_b[-1]} (depth "
-                    f"{charts.relative_depth(layer_b, layers_b):.2f}, A's is {charts.relative_depth(layer_a, layers_a):.2f})")
-    else:
-        if st.session_state.get(LAYER_B_KEY) not in layers_b:
-            st.session_state[LAYER_B_KEY] = charts.matching_layer(layers_b, charts.relative_depth(layer_a, layers_a))
-        layer_b = layer_slider(f"Layer of B ({layers_b[-1]} = last)", layers_b, LAYER_B_KEY)
-with controls[3]:
-    method = st.radio("Projection", methods, format_func=str.upper, key=METHOD_KEY)
-with controls[4]:
-    colour_by = st.selectbox("Colour by", list(figures.COLOUR_BY), format_func=figures.COLOUR_BY.get, key=COLOUR_KEY)
-state.to_link("layer_a", layer_a)
-state.to_link("match", None if match_depth else "0")
-state.to_link("layer_b", None if match_depth else layer_b)
-state.to_link("method", method)
-state.to_link("colour", colour_by)
+def show_maps() -> None:
+    """The two token maps at matching layers (same tokens, same colouring) with their PC tables."""
+    st.subheader("Token maps")
+    methods = [m for m in run.PROJECTION_METHODS
+               if m in set(projections_a["method"].astype(str)) & set(projections_b["method"].astype(str))]
+    if not methods:
+        st.info("The two runs share no projection method (UMAP or PCA). Remake their projections with "
+                f"`{run.command_for(run_b, run.TOKEN_PROJECTIONS)}`.")
+        return
 
-map_columns = st.columns(2)
-drawn = []
-for side, column, run_dir, tokens, projections, layer, ids, name in (
-    ("a", map_columns[0], run_a, tokens_a, projections_a, layer_a, shared["token_id_a"], names[0]),
-    ("b", map_columns[1], run_b, tokens_b, projections_b, layer_b, shared["token_id_b"], names[1]),
-):
-    with column:
-        points = charts.shared_points(figures.token_points(tokens, projections, layer=layer, method=method), ids)
-        drawn.append(len(points))
-        fig = figures.token_map_figure(points, colour_by=colour_by, method=method,
-                                       title=f"{name} · layer {layer} · {method.upper()}")
-        exports.show_figure(fig, stem=f"compare_{Path(run_dir).name}_layer{layer}_{method}_{colour_by}",
-                            key=f"cmp_map_{side}", data=points)
-        st.markdown(f"**Leading PCs at layer {layer} vs token properties** (Spearman)")
-        correlations = loaders.table_or_none(run_dir, run.PC_CORRELATIONS)
-        pc = figures.pc_property_table(correlations, layer) if correlations is not None else None
-        if pc is not None and pc.empty:
-            st.info(f"`{run.PC_CORRELATIONS}` of {name} holds no row for layer {layer}.")
-        elif pc is not None:
-            st.dataframe(pc, key=f"cmp_pc_{side}",
-                         column_config={c: st.column_config.NumberColumn(c, format="%.2f") for c in pc.columns})
-st.caption(
-    f"{drawn[0]:,} tokens drawn for A and {drawn[1]:,} for B (every projected token among the {match.n_shared:,} "
-    "shared ones, no subsampling; tokens never seen in a run's genome have no point). Both maps use the same "
-    "colouring; frequency is each run's own genome count."
-)
+    state.from_link(LAYER_A_KEY, "layer_a", parse=int, valid=lambda v: v in layers_a)
+    state.from_link(MATCH_KEY, "match", parse=lambda v: v != "0", valid=lambda v: isinstance(v, bool))
+    state.from_link(LAYER_B_KEY, "layer_b", parse=int, valid=lambda v: v in layers_b)
+    state.from_link(METHOD_KEY, "method", valid=lambda v: v in methods)
+    state.from_link(COLOUR_KEY, "colour", valid=lambda v: v in figures.COLOUR_BY)
+    if st.session_state.get(LAYER_A_KEY) not in layers_a:
+        st.session_state[LAYER_A_KEY] = layers_a[-1]
+    if st.session_state.get(METHOD_KEY) not in methods:
+        st.session_state[METHOD_KEY] = methods[0]
+    st.session_state.setdefault(MATCH_KEY, True)
+    st.session_state.setdefault(COLOUR_KEY, "gc")
 
-# --- self-similarity by group ----------------------------------------------------------------
-st.subheader("Self-similarity by token group")
-groups_a = loaders.table_or_none(run_a, run.SELF_SIMILARITY_GROUPS)
-groups_b = loaders.table_or_none(run_b, run.SELF_SIMILARITY_GROUPS)
-same_depth = layers_a[-1] == layers_b[-1]
-state.from_link(X_KEY, "x", valid=lambda v: v in X_AXES)
-st.session_state.setdefault(X_KEY, "layer" if same_depth else "depth")
-if groups_a is not None and groups_b is not None:
-    groupings = [g for g in charts.GROUPINGS if g in set(groups_a["grouping"]) & set(groups_b["grouping"])]
-    if not groupings:
-        st.info("The two runs share no token grouping in their self-similarity summaries.")
-    else:
-        state.from_link(GROUPING_KEY, "grouping", valid=lambda v: v in groupings)
-        state.from_link(VALUE_KEY, "value", valid=lambda v: v in charts.SELF_SIMILARITY_VALUES)
-        if st.session_state.get(GROUPING_KEY) not in groupings:
-            st.session_state[GROUPING_KEY] = groupings[0]
-        st.session_state.setdefault(VALUE_KEY, "self_similarity")
-        left, middle, right = st.columns(3)
-        grouping = left.selectbox("Group tokens by", groupings, format_func=charts.GROUPINGS.get, key=GROUPING_KEY)
-        value = middle.radio("Value", list(charts.SELF_SIMILARITY_VALUES), format_func=charts.SELF_SIMILARITY_VALUES.get,
-                             key=VALUE_KEY, horizontal=True)
-        x_axis = right.radio("x axis", list(X_AXES), format_func=X_AXES.get, key=X_KEY, horizontal=True,
-                             help="Relative depth (layer / last layer) lines up models of different depth.")
-        state.to_link("grouping", grouping)
-        state.to_link("value", value)
-        state.to_link("x", x_axis)
-        curves = charts.self_similarity_curves(groups_a, groups_b, grouping=grouping, value=value, names=names)
-        fig = charts.self_similarity_figure(curves, names=names, value=value, x=x_axis,
-                                            title=f"{charts.SELF_SIMILARITY_VALUES[value]} by {charts.GROUPINGS[grouping].lower()}")
-        exports.show_figure(fig, stem=f"compare_{label_a}_{label_b}_self_similarity_{grouping}_{value}",
-                            key="cmp_self_similarity", data=curves)
-        st.caption("Mean over each group's tokens (hover for quartiles and counts). Groups are each run's own: "
-                   "frequency deciles and repeat shares come from its genome.")
-
-# --- per-token agreement ----------------------------------------------------------------------
-st.subheader("Per-token agreement")
-left, right = st.columns(2)
-with left:
-    similarity_a = loaders.table_or_none(run_a, run.SELF_SIMILARITY)
-    similarity_b = loaders.table_or_none(run_b, run.SELF_SIMILARITY)
-    if similarity_a is not None and similarity_b is not None and len(similarity_a) and len(similarity_b):
-        last = (int(similarity_a["layer"].max()), int(similarity_b["layer"].max()))
-        pairs = charts.self_similarity_pairs(similarity_a, similarity_b, shared, layer_a=last[0], layer_b=last[1])
-        stats = charts.correlation_summary(pairs)
-        fig = charts.self_similarity_scatter(pairs, names=names, layers=last,
-                                             title="Self-similarity of each shared token at the last layer")
-        exports.show_figure(fig, stem=f"compare_{label_a}_{label_b}_self_similarity_tokens", key="cmp_ss_scatter",
-                            data=pairs)
-        st.caption(f"Pearson r = {stats['pearson']:.3f}, Spearman ρ = {stats['spearman']:.3f} over {stats['n']:,} "
-                   f"shared tokens with a self-similarity in both runs (layer {last[0]} of A, layer {last[1]} of B).")
-with right:
-    means_a, means_b = token_means_or_none(run_a), token_means_or_none(run_b)
-    if means_a is not None and means_b is not None:
-        count_a, count_b = np.asarray(means_a["count"]), np.asarray(means_b["count"])
-        ids_a, ids_b = shared["token_id_a"].to_numpy(), shared["token_id_b"].to_numpy()
-        inside = (ids_a < len(count_a)) & (ids_b < len(count_b))
-        seen = inside.copy()
-        seen[inside] = (count_a[ids_a[inside]] > 0) & (count_b[ids_b[inside]] > 0)
-        if seen.sum() < 2:
-            st.info("Fewer than two shared tokens were seen by both runs' embedding extraction: no neighbours to compare.")
+    controls = st.columns([3, 1.4, 2.6, 1.2, 1.6])
+    with controls[0]:
+        layer_a = layer_slider(f"Layer of A (0 = input embeddings; {layers_a[-1]} = last)", layers_a, LAYER_A_KEY)
+    with controls[1]:
+        match_depth = st.toggle("Same depth", key=MATCH_KEY,
+                                help="Run B's layer at the same relative depth as A's (layer / number of layers), "
+                                "so models of different depth line up. Off: choose B's layer yourself.")
+    with controls[2]:
+        if match_depth:
+            layer_b = charts.matching_layer(layers_b, charts.relative_depth(layer_a, layers_a))
+            st.markdown(f"**Layer of B: {layer_b}** of {layers_b[-1]} (depth "
+                        f"{charts.relative_depth(layer_b, layers_b):.2f}, A's is {charts.relative_depth(layer_a, layers_a):.2f})")
         else:
-            stamp = (run.artifact_path(run_a, run.TOKEN_EMBEDDINGS).stat().st_mtime_ns,
-                     run.artifact_path(run_b, run.TOKEN_EMBEDDINGS).stat().st_mtime_ns)
-            knn = knn_table(str(run_a), str(run_b), tuple(int(i) for i in ids_a[seen]),
-                            tuple(int(i) for i in ids_b[seen]), charts.K_NEIGHBOURS, stamp)
-            k, n = int(knn["k"].iloc[0]), int(knn["n_tokens"].iloc[0])
-            fig = charts.knn_heatmap(knn, names=names, title=f"Shared nearest neighbours (k = {k}, cosine)")
-            exports.show_figure(fig, stem=f"compare_{label_a}_{label_b}_knn_overlap", key="cmp_knn", data=knn)
-            best = knn.loc[knn["mean_jaccard"].idxmax()]
-            at_last = knn[(knn["layer_a"] == layers_a[-1]) & (knn["layer_b"] == layers_b[-1])]
-            st.caption(
-                f"Mean Jaccard index of each token's {k} nearest neighbours (cosine of mean embeddings) in A's layer "
-                f"vs B's, over {n:,} shared tokens seen by both runs; chance is about {knn['chance'].iloc[0]:.3f}. "
-                + (f"Last layers: {float(at_last['mean_jaccard'].iloc[0]):.3f}. " if len(at_last) else "")
-                + f"Highest: {float(best['mean_jaccard']):.3f} (A layer {int(best['layer_a'])}, B layer {int(best['layer_b'])})."
-            )
+            if st.session_state.get(LAYER_B_KEY) not in layers_b:
+                st.session_state[LAYER_B_KEY] = charts.matching_layer(layers_b, charts.relative_depth(layer_a, layers_a))
+            layer_b = layer_slider(f"Layer of B ({layers_b[-1]} = last)", layers_b, LAYER_B_KEY)
+    with controls[3]:
+        method = st.radio("Projection", methods, format_func=str.upper, key=METHOD_KEY)
+    with controls[4]:
+        colour_by = st.selectbox("Colour by", list(figures.COLOUR_BY), format_func=figures.COLOUR_BY.get, key=COLOUR_KEY)
+    state.to_link("layer_a", layer_a)
+    state.to_link("match", None if match_depth else "0")
+    state.to_link("layer_b", None if match_depth else layer_b)
+    state.to_link("method", method)
+    state.to_link("colour", colour_by)
 
-# --- probes -----------------------------------------------------------------------------------
-st.subheader("Probe scores")
-probes_a = loaders.table_or_none(run_a, run.PROBE_SCORES)
-probes_b = loaders.table_or_none(run_b, run.PROBE_SCORES)
-if probes_a is not None and probes_b is not None:
-    state.from_link(METRIC_KEY, "metric", valid=lambda v: v in charts.PROBE_METRICS)
-    st.session_state.setdefault(METRIC_KEY, "mcc")
-    metric = st.radio("Score", list(charts.PROBE_METRICS), format_func=charts.PROBE_METRICS.get, key=METRIC_KEY,
-                      horizontal=True)
-    state.to_link("metric", metric)
-    rows = charts.probe_rows(probes_a, probes_b, names=names)
-    x_axis = st.session_state.get(X_KEY, "layer")
-    fig = charts.probe_figure(rows, names=names, metric=metric, x=x_axis,
-                              title=f"Linear probes on window embeddings: {charts.PROBE_METRICS[metric]}")
-    exports.show_figure(fig, stem=f"compare_{label_a}_{label_b}_probes_{metric}", key="cmp_probes", data=rows)
-    st.caption("Cross-validated linear probes predicting each annotation from window embeddings, per layer; "
-               "dotted: each run's k-mer count baseline. The x axis follows the self-similarity choice.")
+    map_columns = st.columns(2)
+    drawn = []
+    for side, column, run_dir, tokens, projections, layer, ids, name in (
+        ("a", map_columns[0], run_a, tokens_a, projections_a, layer_a, shared["token_id_a"], names[0]),
+        ("b", map_columns[1], run_b, tokens_b, projections_b, layer_b, shared["token_id_b"], names[1]),
+    ):
+        with column:
+            points = charts.shared_points(figures.token_points(tokens, projections, layer=layer, method=method), ids)
+            drawn.append(len(points))
+            fig = figures.token_map_figure(points, colour_by=colour_by, method=method,
+                                           title=f"{name} · layer {layer} · {method.upper()}")
+            exports.show_figure(fig, stem=f"compare_{Path(run_dir).name}_layer{layer}_{method}_{colour_by}",
+                                key=f"cmp_map_{side}", data=points)
+            st.markdown(f"**Leading PCs at layer {layer} vs token properties** (Spearman)")
+            correlations = loaders.table_or_none(run_dir, run.PC_CORRELATIONS)
+            pc = figures.pc_property_table(correlations, layer) if correlations is not None else None
+            if pc is not None and pc.empty:
+                st.info(f"`{run.PC_CORRELATIONS}` of {name} holds no row for layer {layer}.")
+            elif pc is not None:
+                st.dataframe(pc, key=f"cmp_pc_{side}",
+                             column_config={c: st.column_config.NumberColumn(c, format="%.2f") for c in pc.columns})
+    st.caption(
+        f"{drawn[0]:,} tokens drawn for A and {drawn[1]:,} for B (every projected token among the {match.n_shared:,} "
+        "shared ones, no subsampling; tokens never seen in a run's genome have no point). Both maps use the same "
+        "colouring; frequency is each run's own genome count."
+    )
 
-# --- held-out evaluation ----------------------------------------------------------------------
-st.subheader("Held-out masked-token evaluation")
-evaluations = (evaluation_of(run_a, manifests[0]), evaluation_of(run_b, manifests[1]))
-table = charts.evaluation_table(*evaluations, names=names)
-if table.empty:
-    st.info(f"Neither run has a held-out evaluation. Make one with `grover eval {run_a}`.")
-else:
+
+def show_groups() -> None:
+    """Self-similarity curves by token group, A beside B."""
+    st.subheader("Self-similarity by token group")
+    groups_a = loaders.table_or_none(run_a, run.SELF_SIMILARITY_GROUPS)
+    groups_b = loaders.table_or_none(run_b, run.SELF_SIMILARITY_GROUPS)
+    if groups_a is not None and groups_b is not None:
+        groupings = [g for g in charts.GROUPINGS if g in set(groups_a["grouping"]) & set(groups_b["grouping"])]
+        if not groupings:
+            st.info("The two runs share no token grouping in their self-similarity summaries.")
+        else:
+            state.from_link(GROUPING_KEY, "grouping", valid=lambda v: v in groupings)
+            state.from_link(VALUE_KEY, "value", valid=lambda v: v in charts.SELF_SIMILARITY_VALUES)
+            if st.session_state.get(GROUPING_KEY) not in groupings:
+                st.session_state[GROUPING_KEY] = groupings[0]
+            st.session_state.setdefault(VALUE_KEY, "self_similarity")
+            left, middle, right = st.columns(3)
+            grouping = left.selectbox("Group tokens by", groupings, format_func=charts.GROUPINGS.get, key=GROUPING_KEY)
+            value = middle.radio("Value", list(charts.SELF_SIMILARITY_VALUES), format_func=charts.SELF_SIMILARITY_VALUES.get,
+                                 key=VALUE_KEY, horizontal=True)
+            x_axis = right.radio("x axis", list(X_AXES), format_func=X_AXES.get, key=X_KEY, horizontal=True,
+                                 help="Relative depth (layer / last layer) lines up models of different depth.")
+            state.to_link("grouping", grouping)
+            state.to_link("value", value)
+            state.to_link("x", x_axis)
+            curves = charts.self_similarity_curves(groups_a, groups_b, grouping=grouping, value=value, names=names)
+            fig = charts.self_similarity_figure(curves, names=names, value=value, x=x_axis,
+                                                title=f"{charts.SELF_SIMILARITY_VALUES[value]} by {charts.GROUPINGS[grouping].lower()}")
+            exports.show_figure(fig, stem=f"compare_{label_a}_{label_b}_self_similarity_{grouping}_{value}",
+                                key="cmp_self_similarity", data=curves)
+            st.caption("Mean over each group's tokens (hover for quartiles and counts). Groups are each run's own: "
+                       "frequency deciles and repeat shares come from its genome.")
+
+
+def show_agreement() -> None:
+    """Per-token agreement: self-similarity of each shared token, and shared nearest neighbours per layer pair."""
+    st.subheader("Per-token agreement")
     left, right = st.columns(2)
     with left:
-        fig = charts.evaluation_figure(table, names=names, title="Masked-token accuracy on held-out chromosomes")
-        exports.show_figure(fig, stem=f"compare_{label_a}_{label_b}_evaluation", key="cmp_evaluation", data=table)
+        similarity_a = loaders.table_or_none(run_a, run.SELF_SIMILARITY)
+        similarity_b = loaders.table_or_none(run_b, run.SELF_SIMILARITY)
+        if similarity_a is not None and similarity_b is not None and len(similarity_a) and len(similarity_b):
+            last = (int(similarity_a["layer"].max()), int(similarity_b["layer"].max()))
+            pairs = charts.self_similarity_pairs(similarity_a, similarity_b, shared, layer_a=last[0], layer_b=last[1])
+            stats = charts.correlation_summary(pairs)
+            fig = charts.self_similarity_scatter(pairs, names=names, layers=last,
+                                                 title="Self-similarity of each shared token at the last layer")
+            exports.show_figure(fig, stem=f"compare_{label_a}_{label_b}_self_similarity_tokens", key="cmp_ss_scatter",
+                                data=pairs)
+            st.caption(f"Pearson r = {stats['pearson']:.3f}, Spearman ρ = {stats['spearman']:.3f} over {stats['n']:,} "
+                       f"shared tokens with a self-similarity in both runs (layer {last[0]} of A, layer {last[1]} of B).")
     with right:
-        st.dataframe(table.drop(columns="field"), hide_index=True, key="cmp_evaluation_table",
-                     column_config={n: st.column_config.NumberColumn(n, format="%.4g") for n in names})
-        st.caption("Perplexity per token depends on the vocabulary; compare per-nucleotide perplexity across "
-                   "vocabularies. Each run is evaluated on its own held-out windows.")
+        means_a, means_b = token_means_or_none(run_a), token_means_or_none(run_b)
+        if means_a is not None and means_b is not None:
+            count_a, count_b = np.asarray(means_a["count"]), np.asarray(means_b["count"])
+            ids_a, ids_b = shared["token_id_a"].to_numpy(), shared["token_id_b"].to_numpy()
+            inside = (ids_a < len(count_a)) & (ids_b < len(count_b))
+            seen = inside.copy()
+            seen[inside] = (count_a[ids_a[inside]] > 0) & (count_b[ids_b[inside]] > 0)
+            if seen.sum() < 2:
+                st.info("Fewer than two shared tokens were seen by both runs' embedding extraction: no neighbours to compare.")
+            else:
+                stamp = (run.artifact_path(run_a, run.TOKEN_EMBEDDINGS).stat().st_mtime_ns,
+                         run.artifact_path(run_b, run.TOKEN_EMBEDDINGS).stat().st_mtime_ns)
+                knn = knn_table(str(run_a), str(run_b), tuple(int(i) for i in ids_a[seen]),
+                                tuple(int(i) for i in ids_b[seen]), charts.K_NEIGHBOURS, stamp)
+                k, n = int(knn["k"].iloc[0]), int(knn["n_tokens"].iloc[0])
+                fig = charts.knn_heatmap(knn, names=names, title=f"Shared nearest neighbours (k = {k}, cosine)")
+                exports.show_figure(fig, stem=f"compare_{label_a}_{label_b}_knn_overlap", key="cmp_knn", data=knn)
+                best = knn.loc[knn["mean_jaccard"].idxmax()]
+                at_last = knn[(knn["layer_a"] == layers_a[-1]) & (knn["layer_b"] == layers_b[-1])]
+                st.caption(
+                    f"Mean Jaccard index of each token's {k} nearest neighbours (cosine of mean embeddings) in A's layer "
+                    f"vs B's, over {n:,} shared tokens seen by both runs; chance is about {knn['chance'].iloc[0]:.3f}. "
+                    + (f"Last layers: {float(at_last['mean_jaccard'].iloc[0]):.3f}. " if len(at_last) else "")
+                    + f"Highest: {float(best['mean_jaccard']):.3f} (A layer {int(best['layer_a'])}, B layer {int(best['layer_b'])})."
+                )
+
+
+def show_probes() -> None:
+    """Probe scores per layer and the held-out masked-token evaluation of both runs."""
+    st.subheader("Probe scores")
+    probes_a = loaders.table_or_none(run_a, run.PROBE_SCORES)
+    probes_b = loaders.table_or_none(run_b, run.PROBE_SCORES)
+    if probes_a is not None and probes_b is not None:
+        state.from_link(METRIC_KEY, "metric", valid=lambda v: v in charts.PROBE_METRICS)
+        st.session_state.setdefault(METRIC_KEY, "mcc")
+        metric = st.radio("Score", list(charts.PROBE_METRICS), format_func=charts.PROBE_METRICS.get, key=METRIC_KEY,
+                          horizontal=True)
+        state.to_link("metric", metric)
+        rows = charts.probe_rows(probes_a, probes_b, names=names)
+        x_axis = st.session_state.get(X_KEY, "layer")
+        fig = charts.probe_figure(rows, names=names, metric=metric, x=x_axis,
+                                  title=f"Linear probes on window embeddings: {charts.PROBE_METRICS[metric]}")
+        exports.show_figure(fig, stem=f"compare_{label_a}_{label_b}_probes_{metric}", key="cmp_probes", data=rows)
+        st.caption("Cross-validated linear probes predicting each annotation from window embeddings, per layer; "
+                   "dotted: each run's k-mer count baseline. The x axis follows the self-similarity choice.")
+
+    # --- held-out evaluation ----------------------------------------------------------------------
+    st.subheader("Held-out masked-token evaluation")
+    evaluations = (evaluation_of(run_a, manifests[0]), evaluation_of(run_b, manifests[1]))
+    table = charts.evaluation_table(*evaluations, names=names)
+    if table.empty:
+        st.info(f"Neither run has a held-out evaluation. Make one with `grover eval {run_a}`.")
+    else:
+        left, right = st.columns(2)
+        with left:
+            fig = charts.evaluation_figure(table, names=names, title="Masked-token accuracy on held-out chromosomes")
+            exports.show_figure(fig, stem=f"compare_{label_a}_{label_b}_evaluation", key="cmp_evaluation", data=table)
+        with right:
+            st.dataframe(table.drop(columns="field"), hide_index=True, key="cmp_evaluation_table",
+                         column_config={n: st.column_config.NumberColumn(n, format="%.4g") for n in names})
+            st.caption("Perplexity per token depends on the vocabulary; compare per-nucleotide perplexity across "
+                       "vocabularies. Each run is evaluated on its own held-out windows.")
+
+
+# --- The views: lazy tabs, one drawn at a time (?view=) ------------------------------------------
+# The probes' x axis follows the self-similarity choice (?x=), whichever tab is open.
+state.from_link(X_KEY, "x", valid=lambda v: v in X_AXES)
+st.session_state.setdefault(X_KEY, "layer" if layers_a[-1] == layers_b[-1] else "depth")
+state.keep(LAYER_A_KEY, LAYER_B_KEY, MATCH_KEY, METHOD_KEY, COLOUR_KEY, X_KEY, GROUPING_KEY, VALUE_KEY,
+           METRIC_KEY)  # the closed tabs' choices
+view, tabs = state.view_tabs(VIEW_KEY, charts.VIEWS)
+with tabs[view]:
+    {"maps": show_maps, "groups": show_groups, "agreement": show_agreement, "probes": show_probes}[view]()

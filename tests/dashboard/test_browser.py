@@ -1,6 +1,7 @@
 """The dashboard served by `streamlit run` and driven in headless Chromium (what AppTest cannot see).
 
-Checks that the plotly map renders in a real browser with every token drawn (WebGL canvas), that a
+Checks that the plotly map renders in a real browser with every token drawn (SVG markers for a
+vocabulary's worth of tokens, a WebGL canvas for a map beyond ``figures.SVG_MAX_POINTS``), that a
 box selection reaches the server and lists the selected tokens, and that no page raises. Uses
 Debian's /usr/bin/chromium (`make test` installs it); never `playwright install`.
 """
@@ -106,16 +107,24 @@ def page(browser):
         context.close()
 
 
-def _expected_points(tiny_run: Path) -> int:
-    projections = run.load_token_projections(tiny_run)
+def _expected_points(run_dir: Path) -> int:
+    projections = run.load_token_projections(run_dir)
     last = run.layers_in(projections)[-1]
     return int(((projections["layer"] == last) & (projections["method"] == "umap")).sum())
 
 
-def _open_token_map(page, server: str, tiny_run: Path):
-    page.goto(f"{server}/token-map?run={tiny_run.name}")
-    page.wait_for_selector(".js-plotly-plot canvas", timeout=RENDER_MS)  # scattergl draws on canvas
+def _open_token_map(page, server: str, run_dir: Path, *, by_path: bool = False):
+    page.goto(f"{server}/token-map?run={run_dir if by_path else run_dir.name}")
     page.get_by_text("points drawn").wait_for(timeout=RENDER_MS)
+    page.wait_for_selector('[data-testid="stPlotlyChart"] .js-plotly-plot .main-svg', timeout=RENDER_MS)
+
+
+def _map_traces(page) -> list[list]:
+    """``[type, points]`` of each trace of the first chart, as plotly.js decoded them (``_fullData``; ``data``
+    holds the base64 arrays as sent)."""
+    return page.evaluate(
+        "() => document.querySelector('.js-plotly-plot')._fullData.map(t => [t.type, t._length])"
+    )
 
 
 def _no_exception(page) -> None:
@@ -123,28 +132,65 @@ def _no_exception(page) -> None:
     assert exceptions.count() == 0, exceptions.all_inner_texts()
 
 
-def test_token_map_draws_every_token_with_webgl(page, server, tiny_run, tmp_path):
+@pytest.fixture(scope="module")
+def large_map_run(tiny_run, tmp_path_factory) -> Path:
+    """A copy of the tiny run whose vocabulary holds 5,000 tokens (random 8-mers) with random projections at
+    every layer and method: a map beyond ``figures.SVG_MAX_POINTS``, opened by path (``?run=<path>``)."""
+    import numpy as np
+    import pandas as pd
+
+    from dashboard.figures import SVG_MAX_POINTS
+
+    out = tmp_path_factory.mktemp("large_map") / "large_map"
+    shutil.copytree(tiny_run, out)
+    n = 5_000
+    assert n > SVG_MAX_POINTS
+    rng = np.random.default_rng(0)
+    tokens = run.load_tokens(out)
+    tokens = tokens.iloc[rng.integers(0, len(tokens), n)].reset_index(drop=True)
+    kmers = {"".join(rng.choice(list("ACGT"), 8)) for _ in range(3 * n)}
+    tokens = tokens.assign(token_id=np.arange(n), token=sorted(kmers)[:n], frequency=rng.integers(1, 10_000, n))
+    projections = run.load_token_projections(out)
+    grid = projections[["layer", "method"]].drop_duplicates()
+    projections = pd.concat([
+        pd.DataFrame({"layer": layer, "method": method, "token_id": np.arange(n),
+                      "x": rng.normal(size=n), "y": rng.normal(size=n)})
+        for layer, method in grid.itertuples(index=False)
+    ], ignore_index=True).astype(projections.dtypes.to_dict())
+    tokens.to_parquet(out / run.TOKENS, index=False)
+    projections.to_parquet(out / run.TOKEN_PROJECTIONS, index=False)
+    return out
+
+
+def test_token_map_draws_every_token_as_svg(page, server, tiny_run, tmp_path):
     _open_token_map(page, server, tiny_run)
     expected = _expected_points(tiny_run)
 
+    assert _map_traces(page) == [["scatter", expected]]  # a vocabulary's worth of tokens: SVG, no WebGL
     chart = page.locator(".js-plotly-plot").first
-    assert chart.locator("canvas").count() > 0
-    # plotly.js keeps the decoded traces in _fullData (data holds the base64 arrays as sent).
-    traces = page.evaluate(
-        "() => document.querySelector('.js-plotly-plot')._fullData.map(t => [t.type, t._length])"
-    )
-    assert [t[0] for t in traces] == ["scattergl"]
-    assert sum(t[1] for t in traces) == expected
+    assert chart.locator(".scatterlayer .point").count() == expected  # every marker is in the page
+    assert chart.locator("canvas").count() == 0
     assert f"{expected:,} points drawn" in page.get_by_text("points drawn").inner_text()
     modebar = page.eval_on_selector_all(".modebar-btn", "els => els.map(e => e.getAttribute('data-title'))")
     assert {"Download plot as a PNG", "Box Select", "Lasso Select"} <= set(modebar)
     _no_exception(page)
 
-    page.wait_for_timeout(500)  # let the WebGL layer finish painting before the screenshot
     screenshot = tmp_path / "token_map.png"
     page.screenshot(path=str(screenshot), full_page=True)
     assert screenshot.stat().st_size > 10_000
     shutil.copy(screenshot, SCREENSHOT_COPY)
+
+
+def test_large_token_map_draws_every_token_with_webgl(page, server, large_map_run):
+    _open_token_map(page, server, large_map_run, by_path=True)
+    page.wait_for_selector(".js-plotly-plot canvas", timeout=RENDER_MS)  # scattergl draws on canvas
+    expected = _expected_points(large_map_run)
+    assert expected == 5_000
+
+    assert _map_traces(page) == [["scattergl", expected]]
+    assert page.locator(".js-plotly-plot").first.locator(".scatterlayer .point").count() == 0  # no SVG markers
+    assert f"{expected:,} points drawn" in page.get_by_text("points drawn").inner_text()
+    _no_exception(page)
 
 
 def test_box_selection_lists_the_selected_tokens(page, server, tiny_run):
@@ -182,7 +228,7 @@ def test_home_shows_the_run(page, server, tiny_run):
 # Every page of the app, as a user opens it from a link: (url path, charts it must draw on the tiny run).
 # The inspector draws its charts once a sequence is given; Compare models needs a second run.
 PAGES = {
-    "": 0, "token-map": 1, "self-similarity": 3, "clusters": 3, "annotations": 3, "vocabularies": 4,
+    "": 0, "token-map": 1, "self-similarity": 3, "clusters": 2, "annotations": 1, "vocabularies": 2,
     "inspector": 0, "compare": 0, "benchmarks": 0,
 }
 SCREENSHOTS = Path("/tmp/grover_lens_screenshots")
@@ -252,4 +298,19 @@ def test_figure_downloads_give_png_svg_and_csv(page, server, tiny_run, tmp_path)
     assert (tmp_path / "figure.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert b"<svg" in (tmp_path / "figure.svg").read_bytes()[:2000]
     assert (tmp_path / "figure.csv").read_text().count("\n") > 5
+    _no_exception(page)
+
+
+def test_tabs_draw_only_the_open_view_and_keep_it_in_the_link(page, server, tiny_run):
+    page.goto(f"{server}/vocabularies?run={tiny_run.name}")
+    _settled(page, PAGES["vocabularies"])
+    assert page.locator('[data-testid="stPlotlyChart"]').count() == PAGES["vocabularies"]  # lengths + frequency
+    page.get_by_role("tab", name="GC content").click()
+    page.wait_for_function("() => location.search.includes('view=gc')", timeout=RENDER_MS)
+    _settled(page, 1)
+    assert page.locator('[data-testid="stPlotlyChart"]').count() == 1  # the GC figure alone
+    assert page.get_by_role("heading", name="GC content of the tokens").count() == 1
+    page.reload()  # the link reopens the view
+    _settled(page, 1)
+    assert page.get_by_role("tab", name="GC content").get_attribute("aria-selected") == "true"
     _no_exception(page)

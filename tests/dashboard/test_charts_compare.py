@@ -169,8 +169,12 @@ def test_self_similarity_pairs_follow_the_string_match():
     assert charts.correlation_summary(reversed_)["spearman"] == pytest.approx(-1.0)
     assert math.isnan(charts.correlation_summary(pairs.iloc[:2])["pearson"])
     fig = charts.self_similarity_scatter(pairs, names=("A", "B"), layers=(2, 4))
-    assert isinstance(fig.data[1], go.Scattergl) and list(fig.data[1].x) == [0.1, 0.2, 0.3]
+    assert type(fig.data[1]) is go.Scatter and list(fig.data[1].x) == [0.1, 0.2, 0.3]  # few tokens: SVG
     assert "layer 4" in fig.layout.yaxis.title.text
+    n = 3_000  # beyond figures.SVG_MAX_POINTS: WebGL
+    many = pd.DataFrame({"token": ["A"] * n, "a": np.linspace(0, 1, n), "b": np.linspace(1, 0, n)})
+    large = charts.self_similarity_scatter(many, names=("A", "B"), layers=(2, 4))
+    assert type(large.data[1]) is go.Scattergl and len(large.data[1].x) == n
 
 
 def test_cosine_knn_on_known_angles():

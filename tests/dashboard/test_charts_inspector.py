@@ -215,9 +215,13 @@ def test_sequence_map_figure_takes_100k_points():
     fig = charts.sequence_map_figure(rows, method="pca", title="t")
     assert time.perf_counter() - started < 5
     background, highlighted = fig.data
-    assert isinstance(background, go.Scattergl) and isinstance(highlighted, go.Scattergl)
+    assert type(background) is go.Scattergl and type(highlighted) is go.Scattergl  # WebGL for a large map
     assert len(background.x) == n and len(highlighted.x) == 100  # nothing sampled
     assert highlighted.name == "in the sequence" and fig.layout.xaxis.title.text == "PC 1"
+
+    small = charts.sequence_map_figure(rows.iloc[:600], method="umap")
+    assert [type(t) for t in small.data] == [go.Scatter, go.Scatter]  # a vocabulary's worth of points: SVG
+    assert len(small.data[0].x) == 600 and len(small.data[1].x) == 1
 
 
 def test_tokens_html_marks_each_token_and_escapes():

@@ -150,9 +150,9 @@ def test_marker_sizes_grow_with_frequency_within_range():
 
 
 @pytest.mark.parametrize("colour_by", list(figures.COLOUR_BY))
-def test_figure_draws_every_point_in_one_webgl_trace(points, colour_by):
+def test_figure_draws_every_point_in_one_svg_trace(points, colour_by):
     fig = figures.token_map_figure(points, colour_by=colour_by)
-    assert len(fig.data) == 1 and isinstance(fig.data[0], go.Scattergl)
+    assert len(fig.data) == 1 and type(fig.data[0]) is go.Scatter  # a small map: SVG
     assert figures.n_points(fig) == len(points)
     assert [row[0] for row in fig.data[0].customdata] == list(points["token_id"])
 
@@ -170,6 +170,19 @@ def test_figure_with_motif_dims_others_and_highlights_matches(points):
 def test_figure_with_absent_motif_dims_everything(points):
     fig = figures.token_map_figure(points, motif="NNNN")
     assert len(fig.data[1].x) == 0 and len(fig.data[0].x) == len(points)
+
+
+def test_map_uses_webgl_beyond_svg_max_points_or_when_asked(points):
+    n = figures.SVG_MAX_POINTS + 1
+    rng = np.random.default_rng(0)
+    large = points.sample(n, replace=True, random_state=0).assign(
+        token_id=np.arange(n), x=rng.random(n), y=rng.random(n))
+    fig = figures.token_map_figure(large, colour_by="gc")
+    assert [type(t) for t in fig.data] == [go.Scattergl] and figures.n_points(fig) == n
+    at_threshold = figures.token_map_figure(large.iloc[:-1], colour_by="gc")
+    assert [type(t) for t in at_threshold.data] == [go.Scatter]
+    assert [type(t) for t in figures.token_map_figure(points, renderer="webgl").data] == [go.Scattergl]
+    assert [type(t) for t in figures.token_map_figure(large, renderer="svg").data] == [go.Scatter]
 
 
 def test_svg_renderer_uses_scatter_and_pca_axes(points):
@@ -278,7 +291,7 @@ def test_cluster_colours_one_trace_per_cluster_and_grey_for_no_cluster(points, t
     fig = figures.token_map_figure(clustered, colour_by="cluster_kmeans")
     assert [t.name for t in fig.data] == ["no value", "cluster 0", "cluster 1"]
     assert figures.n_points(fig) == len(points)
-    assert all(isinstance(t, go.Scattergl) for t in fig.data) and fig.layout.showlegend
+    assert all(type(t) is go.Scatter for t in fig.data) and fig.layout.showlegend
     for trace in fig.data[1:]:
         cluster = int(trace.name.split()[-1])
         assert {int(row[0]) % 2 for row in trace.customdata} == {cluster}

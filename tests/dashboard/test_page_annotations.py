@@ -23,7 +23,18 @@ PAGE = "views/annotations.py"
 
 def open_page(monkeypatch, runs_dir: Path, **query: str) -> AppTest:
     return apptest.open_page(monkeypatch, runs_dir, PAGE, **query)
-SECTIONS = ["Window map", "Label composition per token cluster", "Probe scores per layer", "Region view"]
+VIEW_KEY = "an_view"  # the tabs: one view drawn at a time
+SECTIONS = {"windows": "Window map", "composition": "Label composition per token cluster",
+            "probes": "Probe scores per layer", "region": "Region view"}  # each tab's heading
+
+
+def open_view(at: AppTest, view: str) -> AppTest:
+    """Click the tab of ``view`` (the tabs' state is their label)."""
+    at.session_state[VIEW_KEY] = charts.VIEWS[view]
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert [s.value for s in at.subheader] == [SECTIONS[view]]
+    return at
 
 
 def chart_titled(at: AppTest, text: str) -> dict:
@@ -68,8 +79,9 @@ def test_page_shows_window_map_composition_probes_and_region(monkeypatch, runs_d
     at = open_page(monkeypatch, runs_dir)
 
     assert at.title[0].value == "Chromatin and annotations"
-    assert [s.value for s in at.subheader] == SECTIONS
-    assert len(at.get("plotly_chart")) == 4
+    assert [tab.label for tab in at.tabs] == list(charts.VIEWS.values())
+    assert [s.value for s in at.subheader] == [SECTIONS["windows"]]  # only the open tab is drawn
+    assert len(at.get("plotly_chart")) == 1
     window_map = chart_titled(at, "windows")
     assert sum(len(t["customdata"]) for t in window_map["data"]) == n_drawn
     expected_type = "scattergl" if n_drawn > charts.SVG_MAX_POINTS else "scatter"  # WebGL only for big maps
@@ -81,6 +93,8 @@ def test_page_shows_window_map_composition_probes_and_region(monkeypatch, runs_d
     else:
         assert "no subsampling" in note
 
+    open_view(at, "composition")
+    assert param(at, "view") == "composition" and len(at.get("plotly_chart")) == 1
     clusters = tables[run.TOKEN_CLUSTERS]
     chosen = clusters[(clusters["layer"] == last) & (clusters["method"] == "kmeans")]
     assert caption(at, "tokens in").startswith(f"{len(chosen):,} tokens in {chosen['cluster'].nunique()} kmeans clusters "
@@ -89,6 +103,7 @@ def test_page_shows_window_map_composition_probes_and_region(monkeypatch, runs_d
     assert composition["layout"]["barmode"] == "stack"
     assert len(composition["data"][0]["x"]) == chosen["cluster"].nunique() + 1  # each cluster and all tokens
 
+    open_view(at, "probes")
     scores = tables[run.PROBE_SCORES]
     table = probe_table(at)
     assert table["annotation"].tolist() == list(dict.fromkeys(scores["annotation"]))
@@ -96,6 +111,7 @@ def test_page_shows_window_map_composition_probes_and_region(monkeypatch, runs_d
     assert table["k-mer baseline"].tolist() == pytest.approx(baseline.reindex(table["annotation"]).tolist())
     assert table[f"layer {last}"].notna().all()
 
+    open_view(at, "region")
     chrom, start, end, n_tokens = region_caption(at)
     assert end - start == 5_000
     assert n_tokens == tokens_overlapping(tiny_run, tables[run.TOKENS], chrom, start, end)
@@ -120,13 +136,15 @@ def test_widgets_change_what_is_shown(monkeypatch, runs_dir, tiny_run, tables):
     at.radio(key="an_cluster_method").set_value("hierarchical").run()
     assert not at.exception, [e.value for e in at.exception]
     assert "layer 0" in caption(at, "windows drawn") and "PCA" in chart_titled(at, "windows")["layout"]["title"]["text"]
-    assert "hierarchical clusters at layer 0" in caption(at, "tokens in")
     assert (param(at, "layer"), param(at, "method"), param(at, "cmethod")) == ("0", "pca", "hierarchical")
 
+    open_view(at, "composition")
+    assert "hierarchical clusters at layer 0" in caption(at, "tokens in")
     at.selectbox(key="an_composition").set_value("repeats").run()
     patterns = {t["marker"]["pattern"]["shape"] for t in chart_titled(at, "repeats per")["data"]}
     assert patterns == {"", "/"}  # plus solid, minus hatched
 
+    open_view(at, "probes")
     at.radio(key="an_metric").set_value("balanced_accuracy").run()
     scores = tables[run.PROBE_SCORES]
     baseline = scores[scores["layer"] == -1].set_index("annotation")["balanced_accuracy"]
@@ -134,6 +152,7 @@ def test_widgets_change_what_is_shown(monkeypatch, runs_dir, tiny_run, tables):
     assert table["k-mer baseline"].tolist() == pytest.approx(baseline.reindex(table["annotation"]).tolist())
     assert param(at, "metric") == "balanced_accuracy"
 
+    open_view(at, "region")
     at.selectbox(key="an_chrom").set_value("chr2").run()
     at.number_input(key="an_start").set_value(3_000).run()
     at.number_input(key="an_end").set_value(4_000).run()
@@ -143,13 +162,18 @@ def test_widgets_change_what_is_shown(monkeypatch, runs_dir, tiny_run, tables):
     assert n_tokens == tokens_overlapping(tiny_run, tables[run.TOKENS], "chr2", 3_000, 4_000)
     assert (param(at, "chrom"), param(at, "start"), param(at, "end")) == ("chr2", "3000", "4000")
 
+    open_view(at, "windows")  # the closed tabs' choices were kept
+    assert (at.selectbox(key="an_colour").value, at.radio(key="an_method").value) == ("repeats", "pca")
+    open_view(at, "composition")
+    assert at.selectbox(key="an_composition").value == "repeats"
+
 
 def test_token_sequences_are_written_in_short_intervals_or_when_asked(monkeypatch, runs_dir, tiny_run, tables):
     def token_texts(at):
         bars = [t for t in chart_titled(at, "tokens by")["data"] if t.get("legendgroup") == "tokens"]
         return [text for t in bars for text in (t.get("text") or [])]
 
-    at = open_page(monkeypatch, runs_dir)  # the default 5 kb: more tokens than written by default
+    at = open_page(monkeypatch, runs_dir, view="region")  # the default 5 kb: more tokens than written by default
     n_tokens = region_caption(at)[3]
     assert n_tokens > charts.TOKEN_TEXT_DEFAULT_MAX
     assert at.toggle(key="an_token_text").value is False and not token_texts(at)
@@ -166,7 +190,7 @@ def test_token_sequences_are_written_in_short_intervals_or_when_asked(monkeypatc
 
 
 def test_a_long_interval_is_capped_and_says_so(monkeypatch, runs_dir, tiny_run, tables):
-    at = open_page(monkeypatch, runs_dir, chrom="chr1", start="0", end="150000")
+    at = open_page(monkeypatch, runs_dir, chrom="chr1", start="0", end="150000", view="region")
     assert "capped at 50,000 bp" in at.warning[0].value
     chrom, start, end, _ = region_caption(at)
     assert (chrom, start, end) == ("chr1", 0, 50_000)
@@ -181,49 +205,58 @@ def test_clicking_a_window_opens_it_in_the_region_view(monkeypatch, runs_dir, ti
         "point_indices": [0], "box": [], "lasso": []}}
     at.run()
     assert not at.exception, [e.value for e in at.exception]
+    assert at.session_state[VIEW_KEY] == charts.VIEWS["region"]  # the click opened the region tab
+    assert [s.value for s in at.subheader] == [SECTIONS["region"]] and param(at, "view") == "region"
     shown = region_caption(at)[:3]
     assert shown == (chrom, max(0, start - 2_000), min(end + 2_000, 160_000 if chrom == "chr1" else 140_000))
+    at.number_input(key="an_start").set_value(shown[1] + 100).run()  # the click is applied once
+    assert region_caption(at)[1] == shown[1] + 100
 
 
 def test_link_seeds_the_widgets(monkeypatch, runs_dir, tiny_run, tables):
-    at = open_page(monkeypatch, runs_dir, layer="0", colour="repeats", method="pca", cmethod="hierarchical",
-                   comp="repeats", metric="balanced_accuracy", chrom="chr2", start="1000", end="2500")
+    link = dict(layer="0", colour="repeats", method="pca", cmethod="hierarchical", comp="repeats",
+                metric="balanced_accuracy", chrom="chr2", start="1000", end="2500")
+    at = open_page(monkeypatch, runs_dir, **link)
     assert at.select_slider(key="an_layer").value == 0
     assert at.selectbox(key="an_colour").value == "repeats"
     assert at.radio(key="an_method").value == "pca"
     assert at.radio(key="an_cluster_method").value == "hierarchical"
-    assert at.selectbox(key="an_composition").value == "repeats"
-    assert at.radio(key="an_metric").value == "balanced_accuracy"
-    assert region_caption(at)[:3] == ("chr2", 1_000, 2_500)
+    assert open_page(monkeypatch, runs_dir, view="composition", **link).selectbox(key="an_composition").value == "repeats"
+    assert open_page(monkeypatch, runs_dir, view="probes", **link).radio(key="an_metric").value == "balanced_accuracy"
+    assert region_caption(open_page(monkeypatch, runs_dir, view="region", **link))[:3] == ("chr2", 1_000, 2_500)
 
 
 def test_bad_link_values_fall_back_to_defaults(monkeypatch, runs_dir, tiny_run, tables):
-    at = open_page(monkeypatch, runs_dir, layer="9", colour="nonsense", metric="auc", chrom="chrZ", start="-4")
+    link = dict(layer="9", colour="nonsense", metric="auc", chrom="chrZ", start="-4", view="nonsense")
+    at = open_page(monkeypatch, runs_dir, **link)
+    assert at.session_state[VIEW_KEY] == charts.VIEWS["windows"]
     assert at.select_slider(key="an_layer").value == int(tables[run.WINDOW_PROJECTIONS]["layer"].max())
     assert at.selectbox(key="an_colour").value == "chromatin_states"
-    assert at.radio(key="an_metric").value == "mcc"
-    assert region_caption(at)[0] == "chr1"
+    assert open_view(at, "probes").radio(key="an_metric").value == "mcc"
+    assert region_caption(open_view(at, "region"))[0] == "chr1"
 
 
-@pytest.mark.parametrize("name, command, charts_left", [
-    (run.WINDOW_PROJECTIONS, "--only window_projections", 3),
-    (run.WINDOW_ANNOTATIONS, "--only window_annotations", 3),
-    (run.TOKEN_CLUSTERS, "--only clusters", 3),
-    (run.PROBE_SCORES, "--only probes", 3),
+@pytest.mark.parametrize("name, command, view", [
+    (run.WINDOW_PROJECTIONS, "--only window_projections", "windows"),
+    (run.WINDOW_ANNOTATIONS, "--only window_annotations", "windows"),
+    (run.TOKEN_CLUSTERS, "--only clusters", "composition"),
+    (run.PROBE_SCORES, "--only probes", "probes"),
 ], ids=["window-projections", "window-annotations", "clusters", "probes"])
 def test_missing_artifact_names_the_command_and_keeps_the_other_sections(monkeypatch, tmp_path, tiny_run, name,
-                                                                          command, charts_left):
-    at = open_page(monkeypatch, copy_run(tiny_run, tmp_path, drop=(name,)))
+                                                                          command, view):
+    at = open_page(monkeypatch, copy_run(tiny_run, tmp_path, drop=(name,)), view=view)
     assert any(name in i.value and command in i.value for i in at.info), [i.value for i in at.info]
-    assert [s.value for s in at.subheader] == SECTIONS
-    assert len(at.get("plotly_chart")) == charts_left
-    assert region_caption(at)  # the region view still draws
+    assert [s.value for s in at.subheader] == [SECTIONS[view]]
+    assert len(at.get("plotly_chart")) == 0
+    open_view(at, "region")
+    assert region_caption(at) and len(at.get("plotly_chart")) == 1  # the region view still draws
 
 
 def test_missing_tokenized_genome_names_the_command(monkeypatch, tmp_path, tiny_run):
-    at = open_page(monkeypatch, copy_run(tiny_run, tmp_path, drop=(run.TOKENIZED_DIR,)))
+    at = open_page(monkeypatch, copy_run(tiny_run, tmp_path, drop=(run.TOKENIZED_DIR,)), view="region")
     assert any(run.TOKENIZED_DIR in i.value and "grover demo" in i.value for i in at.info)
-    assert len(at.get("plotly_chart")) == 3
+    assert len(at.get("plotly_chart")) == 0
+    assert len(open_view(at, "windows").get("plotly_chart")) == 1  # the other views still draw
 
 
 def test_missing_annotation_file_leaves_its_track_out(monkeypatch, tmp_path, tiny_run):
@@ -235,17 +268,19 @@ def test_missing_annotation_file_leaves_its_track_out(monkeypatch, tmp_path, tin
         if spec["name"] == "repeats":
             spec["path"] = str(missing)
     manifest_path.write_text(json.dumps(manifest))
-    at = open_page(monkeypatch, runs)
+    at = open_page(monkeypatch, runs, view="region")
     assert any(i.value.startswith("Track not drawn: repeats") and str(missing) in i.value for i in at.info)
     region = chart_specs(at)[-1]
     assert "repeats" not in {t.get("legendgroup") for t in region["data"]}
     assert "chromatin_states" in {t.get("legendgroup") for t in region["data"]}
 
 
-@pytest.mark.parametrize("name, charts_left", [
-    (run.WINDOW_ANNOTATIONS, 3), (run.PROBE_SCORES, 3), (run.TOKENS, 2),
+@pytest.mark.parametrize("name, view, region_charts", [
+    (run.WINDOW_ANNOTATIONS, "windows", 1), (run.PROBE_SCORES, "probes", 1), (run.TOKENS, "composition", 0),
 ], ids=["window-annotations", "probes", "tokens"])
-def test_corrupted_artifact_shows_an_error_not_a_traceback(monkeypatch, tmp_path, tiny_run, name, charts_left):
-    at = open_page(monkeypatch, copy_run(tiny_run, tmp_path, corrupt=(name,)))
+def test_corrupted_artifact_shows_an_error_not_a_traceback(monkeypatch, tmp_path, tiny_run, name, view, region_charts):
+    at = open_page(monkeypatch, copy_run(tiny_run, tmp_path, corrupt=(name,)), view=view)
     assert any(name in e.value and "could not be read" in e.value for e in at.error), [e.value for e in at.error]
-    assert len(at.get("plotly_chart")) == charts_left
+    assert len(at.get("plotly_chart")) == 0
+    open_view(at, "region")  # draws without the damaged table, or says it needs the token table
+    assert len(at.get("plotly_chart")) == region_charts

@@ -11,6 +11,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from analysis import run
+from dashboard.charts import clusters as charts
+from dashboard.figures import SVG_MAX_POINTS
 from tests.dashboard import apptest
 from tests.dashboard.apptest import caption, chart_specs, copy_run, param
 
@@ -23,6 +25,14 @@ def open_page(monkeypatch, runs_dir: Path, **query: str) -> AppTest:
 
 def points_in(spec: dict) -> int:
     return sum(len(trace.get("customdata") or []) for trace in spec["data"])
+
+
+def open_view(at: AppTest, view: str) -> AppTest:
+    """Click the tab of ``view`` (the tabs' state is their label)."""
+    at.session_state["cl_view"] = charts.VIEWS[view]
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
 
 
 def frame(at: AppTest, column: str):
@@ -51,15 +61,24 @@ def test_page_shows_map_gc_ag_profiles_and_enrichment(monkeypatch, runs_dir, tin
     at = open_page(monkeypatch, runs_dir)
 
     assert at.title[0].value == "GC/AG content clusters"
-    assert [s.value for s in at.subheader] == ["Cluster map", "GC against AG", "Cluster profiles", "Annotation profile"]
+    assert [tab.label for tab in at.tabs] == list(charts.VIEWS.values())
+    assert [s.value for s in at.subheader] == ["Cluster map", "GC against AG"]  # the first tab only
     assert at.select_slider(key="cl_layer").value == last and at.radio(key="cl_method").value == "kmeans"
     specs = chart_specs(at)
-    assert len(specs) == 4  # map, GC-AG, profiles, enrichment heatmap
+    assert len(specs) == 2  # map, GC-AG
     assert points_in(specs[0]) == n_drawn and len(specs[0]["data"]) == chosen["cluster"].nunique()
-    assert all(trace["type"] == "scattergl" for trace in specs[0]["data"] + specs[1]["data"])
+    for spec in specs[:2]:  # the map and GC against AG: SVG for a vocabulary's worth of tokens, WebGL beyond
+        expected_type = "scattergl" if points_in(spec) > SVG_MAX_POINTS else "scatter"
+        assert {trace["type"] for trace in spec["data"]} == {expected_type}
     assert caption(at, "tokens drawn: every").startswith(f"{n_drawn:,} tokens drawn: every clustered token at layer {last}")
     assert "no subsampling" in caption(at, "tokens drawn: every")
 
+    assert "Choose a cluster above" in caption(at, "Choose a cluster")
+
+    open_view(at, "profiles")
+    assert [s.value for s in at.subheader] == ["Cluster profiles", "Annotation profile"]
+    specs = chart_specs(at)
+    assert len(specs) == 2 and param(at, "view") == "profiles"  # profiles, enrichment heatmap
     profile = frame(at, "example_tokens")
     expected = at_layer(tables[run.CLUSTER_PROFILES], last, "kmeans")
     assert profile["cluster"].tolist() == sorted(expected["cluster"])
@@ -68,7 +87,7 @@ def test_page_shows_map_gc_ag_profiles_and_enrichment(monkeypatch, runs_dir, tin
     enrichment = at_layer(tables[run.CLUSTER_ENRICHMENT], last, "kmeans")
     significant = int((enrichment["q_value"] < 0.05).sum())
     assert f"{significant} of {len(enrichment)} cells" in caption(at, "Benjamini-Hochberg")
-    heatmaps = [t for t in specs[3]["data"] if t["type"] == "heatmap"]
+    heatmaps = [t for t in specs[1]["data"] if t["type"] == "heatmap"]
     assert len(heatmaps) == 2  # chromatin states, repeats
     assert sum(len(t["x"]) for t in heatmaps) == enrichment["annotation"].nunique()
     assert "Choose a cluster above" in caption(at, "Choose a cluster")
@@ -85,7 +104,9 @@ def test_widgets_change_what_is_shown(monkeypatch, runs_dir, tiny_run, tables):
     assert "at layer 0 on the PCA token map" in caption(at, "tokens drawn: every")
     assert (param(at, "layer"), param(at, "method"), param(at, "proj")) == ("0", "hierarchical", "pca")
     expected = at_layer(tables[run.CLUSTER_PROFILES], 0, "hierarchical").sort_values("cluster")
+    open_view(at, "profiles")
     assert frame(at, "example_tokens")["example_tokens"].tolist() == expected["example_tokens"].tolist()
+    open_view(at, "map")
 
     chosen = at_layer(clusters, 0, "hierarchical")
     cluster = int(chosen["cluster"].max())
@@ -99,6 +120,9 @@ def test_widgets_change_what_is_shown(monkeypatch, runs_dir, tiny_run, tables):
     assert at.get("download_button")  # the members' CSV among the downloads
     opacities = [t["marker"]["opacity"] for t in chart_specs(at)[0]["data"]]
     assert opacities.count(0.85) == 1  # the chosen cluster stands out, the others are dimmed
+
+    open_view(at, "profiles")  # the chosen cluster's tokens are listed under either tab
+    assert set(frame(at, "cpg")["token_id"]) == set(members["token_id"])
 
     at.selectbox(key="cl_cluster").set_value(None).run()
     assert "cluster" not in at.query_params and "Choose a cluster above" in caption(at, "Choose a cluster")
@@ -144,15 +168,16 @@ def test_missing_artifact_names_the_command(monkeypatch, tmp_path, tiny_run, nam
 
 
 def test_missing_enrichment_keeps_the_rest_of_the_page(monkeypatch, tmp_path, tiny_run):
-    at = open_page(monkeypatch, copy_run(tiny_run, tmp_path, drop=(run.CLUSTER_ENRICHMENT,)))
+    at = open_page(monkeypatch, copy_run(tiny_run, tmp_path, drop=(run.CLUSTER_ENRICHMENT,)), view="profiles")
     message = next(i.value for i in at.info if run.CLUSTER_ENRICHMENT in i.value)
     assert "grover analyze" in message and "--only clusters" in message
-    assert len(at.get("plotly_chart")) == 3 and frame(at, "example_tokens") is not None
+    assert len(at.get("plotly_chart")) == 1 and frame(at, "example_tokens") is not None
+    assert len(open_view(at, "map").get("plotly_chart")) == 2
 
 
-@pytest.mark.parametrize("name, charts_left", [(run.TOKEN_CLUSTERS, 0), (run.CLUSTER_ENRICHMENT, 3)],
+@pytest.mark.parametrize("name, charts_left", [(run.TOKEN_CLUSTERS, 0), (run.CLUSTER_ENRICHMENT, 1)],
                          ids=["clusters", "enrichment"])
 def test_corrupted_artifact_shows_an_error_not_a_traceback(monkeypatch, tmp_path, tiny_run, name, charts_left):
-    at = open_page(monkeypatch, copy_run(tiny_run, tmp_path, corrupt=(name,)))
+    at = open_page(monkeypatch, copy_run(tiny_run, tmp_path, corrupt=(name,)), view="profiles")
     assert any(name in e.value and "could not be read" in e.value for e in at.error), [e.value for e in at.error]
     assert len(at.get("plotly_chart")) == charts_left

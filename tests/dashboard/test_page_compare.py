@@ -18,9 +18,11 @@ from safetensors.numpy import load_file, save_file
 
 from analysis import run
 from analysis.projections import pca_projection
+from dashboard.charts import compare as charts
 from tests.dashboard.test_app import open_app
 
 PAGE = "views/compare.py"
+VIEW_KEY = "cmp_view"  # the tabs: one view drawn at a time
 
 
 def perturbed_copy(source: Path, target: Path, *, seed: int = 1, noise: float = 0.5) -> Path:
@@ -59,6 +61,14 @@ def two_runs(tmp_path_factory, tiny_run) -> Path:
 def compare(monkeypatch, runs_dir: Path, **query: str):
     at = open_app(monkeypatch, runs_dir, **query)
     at.switch_page(PAGE).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def open_view(at, view: str):
+    """Click the tab of ``view`` (the tabs' state is their label)."""
+    at.session_state[VIEW_KEY] = charts.VIEWS[view]
+    at.run()
     assert not at.exception, [e.value for e in at.exception]
     return at
 
@@ -103,13 +113,19 @@ def test_two_runs_side_by_side(monkeypatch, two_runs, tiny_run):
     last = run.layers_in(projections)[-1]
     n_points = int(((projections["layer"] == last) & (projections["method"] == "umap")).sum())
     assert caption(at, "tokens drawn").startswith(f"{n_points:,} tokens drawn for A and {n_points:,} for B")
+    assert [tab.label for tab in at.tabs] == list(charts.VIEWS.values())
     titles = chart_titles(at)
-    assert titles[:2] == [f"A: tiny · layer {last} · UMAP", f"B: tiny_b · layer {last} · UMAP"]
-    assert len(titles) == 7  # 2 maps, self-similarity, scatter, kNN, probes, evaluation
+    assert titles == [f"A: tiny · layer {last} · UMAP", f"B: tiny_b · layer {last} · UMAP"]  # the maps' tab only
     pc_tables = [df.value for df in at.dataframe if "explained variance" in df.value.columns]
     assert len(pc_tables) == 2 and list(pc_tables[0].index)[0] == "PC1"
 
+    open_view(at, "groups")
+    assert len(chart_titles(at)) == 1 and "by token length" in chart_titles(at)[0].lower()
+    assert at.query_params["view"] in ("groups", ["groups"])
+
     # Self-similarity agreement at the last layer, from the two artifacts.
+    open_view(at, "agreement")
+    assert len(chart_titles(at)) == 2  # the scatter and the kNN heatmap
     a, b = run.load_table(tiny_run, run.SELF_SIMILARITY), run.load_table(two_runs / "tiny_b", run.SELF_SIMILARITY)
     top = int(a["layer"].max())
     pairs = a[a["layer"] == top].merge(b[b["layer"] == top], on="token_id", suffixes=("_a", "_b"))
@@ -119,6 +135,8 @@ def test_two_runs_side_by_side(monkeypatch, two_runs, tiny_run):
     expected = expected_knn_last_layers(tiny_run, two_runs / "tiny_b")
     assert f"Last layers: {expected:.3f}." in caption(at, "Mean Jaccard")
 
+    open_view(at, "probes")
+    assert len(chart_titles(at)) == 2  # probes and the evaluation
     evaluation = next(df.value for df in at.dataframe if "metric" in df.value.columns)
     top1 = json.loads((tiny_run / run.MANIFEST).read_text())["evaluation"]["masked_top1_accuracy"]
     assert evaluation.set_index("metric").loc["Masked top-1 accuracy", "A: tiny"] == pytest.approx(top1)
@@ -137,12 +155,22 @@ def test_widgets_change_what_is_shown(monkeypatch, two_runs, tiny_run):
     assert chart_titles(at)[:2] == [f"A: tiny · layer {layers[0]} · PCA", f"B: tiny_b · layer {layers[-1]} · PCA"]
     assert at.query_params["layer_b"] in (str(layers[-1]), [str(layers[-1])])
 
+    open_view(at, "groups")
     at.selectbox(key="cmp_grouping").set_value("frequency_decile").run()
     at.radio(key="cmp_value").set_value("corrected").run()
-    assert "Self-similarity minus the anisotropy baseline by frequency decile" in chart_titles(at)[2]
+    assert "Self-similarity minus the anisotropy baseline by frequency decile" in chart_titles(at)[0]
+    at.radio(key="cmp_x").set_value("depth").run()
+    open_view(at, "probes")
     at.radio(key="cmp_metric").set_value("balanced_accuracy").run()
-    assert chart_titles(at)[5].endswith("Balanced accuracy")
+    assert chart_titles(at)[0].endswith("Balanced accuracy")
+    probes = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert probes["layout"]["xaxis"]["title"]["text"].lower().startswith("relative depth")  # follows the groups' x
+    open_view(at, "groups")  # the closed tab's choices were kept
+    assert (at.selectbox(key="cmp_grouping").value, at.radio(key="cmp_value").value,
+            at.radio(key="cmp_x").value) == ("frequency_decile", "corrected", "depth")
 
+    open_view(at, "maps")  # the maps' choices were kept
+    assert chart_titles(at) == [f"A: tiny · layer {layers[0]} · PCA", f"B: tiny_b · layer {layers[-1]} · PCA"]
     at.button(key="cmp_swap").click().run()  # B becomes the sidebar's run
     assert not at.exception
     assert at.selectbox(key="run_choice").value == "tiny_b" and at.selectbox(key="cmp_run_b").value == "tiny"
@@ -159,8 +187,12 @@ def test_link_parameters_seed_the_widgets(monkeypatch, two_runs, tiny_run):
     assert at.toggle(key="cmp_match_depth").value is False
     assert at.select_slider(key="cmp_layer_b").value == layers[1]
     assert at.radio(key="cmp_method").value == "pca" and at.selectbox(key="cmp_colour").value == "length"
+    link = dict(run="tiny_b", run_b="tiny", grouping="repeat_localised", value="corrected", x="depth", metric="accuracy")
+    at = compare(monkeypatch, two_runs, view="groups", **link)
     assert at.selectbox(key="cmp_grouping").value == "repeat_localised" and at.radio(key="cmp_value").value == "corrected"
-    assert at.radio(key="cmp_x").value == "depth" and at.radio(key="cmp_metric").value == "accuracy"
+    assert at.radio(key="cmp_x").value == "depth"
+    at = compare(monkeypatch, two_runs, view="probes", **link)
+    assert at.radio(key="cmp_metric").value == "accuracy"
 
 
 def test_different_vocabularies_compare_shared_tokens(monkeypatch, tmp_path, tiny_run):
@@ -184,6 +216,7 @@ def test_different_vocabularies_compare_shared_tokens(monkeypatch, tmp_path, tin
     kept = int((~drawn["token_id"].isin(tokens.loc[renamed, "token_id"])).sum())
     assert caption(at, "tokens drawn").startswith(f"{kept:,} tokens drawn for A and {kept:,} for B")
     assert f"among the {n - 3:,} shared ones" in caption(at, "tokens drawn")
+    open_view(at, "agreement")
     assert f"over {n - 3:,} shared tokens seen by both runs" in caption(at, "Mean Jaccard")
 
 
@@ -209,10 +242,12 @@ def damaged_copy(two_runs: Path, tmp_path: Path, tiny_run: Path) -> tuple[Path, 
 def test_missing_artifact_names_the_command_and_the_rest_still_shows(monkeypatch, tmp_path, two_runs, tiny_run):
     runs, target = damaged_copy(two_runs, tmp_path, tiny_run)
     (target / run.SELF_SIMILARITY_GROUPS).unlink()
-    at = compare(monkeypatch, runs)
+    at = compare(monkeypatch, runs, view="groups")
     message = at.info[0].value
     assert run.SELF_SIMILARITY_GROUPS in message and f"grover analyze {target} --only self_similarity" in message
-    assert len(at.get("plotly_chart")) == 6  # all but the group curves
+    assert len(at.get("plotly_chart")) == 0  # no group curves
+    assert len(open_view(at, "agreement").get("plotly_chart")) == 2  # the rest still shows
+    assert len(open_view(at, "maps").get("plotly_chart")) == 2
 
 
 def test_missing_tokens_stop_the_page_with_the_command(monkeypatch, tmp_path, two_runs, tiny_run):
@@ -227,9 +262,11 @@ def test_corrupted_artifact_shows_an_error(monkeypatch, tmp_path, two_runs, tiny
     runs, target = damaged_copy(two_runs, tmp_path, tiny_run)
     (target / run.PROBE_SCORES).write_bytes(b"not parquet at all")
     (target / run.TOKEN_EMBEDDINGS).write_bytes(b"not safetensors either")
-    at = compare(monkeypatch, runs)
+    at = compare(monkeypatch, runs, view="probes")
     errors = [e.value for e in at.error]
     assert any(run.PROBE_SCORES in e and "could not be read" in e and "--only probes" in e for e in errors)
+    assert len(at.get("plotly_chart")) == 1 and re.search(r"held-out", chart_titles(at)[-1])  # the evaluation
+    open_view(at, "agreement")
+    errors = [e.value for e in at.error]
     assert any(run.TOKEN_EMBEDDINGS in e and "could not be read" in e and f"grover embed {target}" in e for e in errors)
-    assert len(at.get("plotly_chart")) == 5  # maps, self-similarity curves and scatter, evaluation
-    assert re.search(r"held-out", chart_titles(at)[-1])
+    assert len(at.get("plotly_chart")) == 1  # the self-similarity scatter; no kNN heatmap

@@ -48,9 +48,12 @@ def chart_traces(at) -> dict[str, list[int]]:
     spec = json.loads(charts[0].proto.spec)
     traces = {}
     for trace in spec["data"]:
-        assert trace["type"] == "scattergl"  # WebGL, whatever the colour
         data = _array(trace["customdata"]) if "customdata" in trace else np.empty((0, 1))
         traces[trace["name"]] = [int(i) for i in data.reshape(len(_array(trace["x"])), -1)[:, 0]] if len(data) else []
+    n_drawn = sum(len(ids) for name, ids in traces.items() if not name.startswith("selected"))
+    # One renderer for the whole map, whatever the colour: SVG for a vocabulary's worth of tokens, WebGL beyond.
+    expected = "scattergl" if n_drawn > figures.SVG_MAX_POINTS else "scatter"
+    assert {trace["type"] for trace in spec["data"]} == {expected}
     return traces
 
 

@@ -27,7 +27,9 @@ def open_page(monkeypatch, runs_dir: Path, **query: str) -> AppTest:
     return apptest.open_page(monkeypatch, runs_dir, PAGE, **query)
 COMPARISON = Path(run.VOCABULARIES_DIR) / "comparison"
 SUMMARY_COLUMN = charts.SUMMARY_LABELS["nt_per_token"]  # identifies the summary table
-N_CHARTS = 6  # lengths, frequency, GC, cycles, pair, segmentation
+VIEW_KEY = "voc_view"  # the tabs: one view drawn at a time
+# Charts per view (tab) on the tiny run: lengths + frequency; GC; cycles; the pair; the segmented sequence.
+N_CHARTS = {"lengths": 2, "gc": 1, "cycles": 1, "pair": 1, "segmentation": 1}
 
 
 def rerun(at: AppTest) -> AppTest:
@@ -44,6 +46,16 @@ def table_with(at: AppTest, column: str) -> pd.DataFrame:
 
 def metrics(at: AppTest) -> dict[str, str]:
     return {m.label: m.value for m in at.metric}
+
+
+def open_view(at: AppTest, view: str) -> AppTest:
+    """Click the tab of ``view`` (the tabs' state is their label)."""
+    at.session_state[VIEW_KEY] = charts.VIEWS[view]
+    return rerun(at)
+
+
+def n_charts(at: AppTest) -> int:
+    return len(at.get("plotly_chart"))
 
 
 def param(at: AppTest, name: str) -> str | None:
@@ -101,7 +113,10 @@ def test_page_opens_on_the_runs_vocabulary_and_one_other(monkeypatch, runs_dir, 
     at = open_page(monkeypatch, runs_dir)
 
     assert at.title[0].value == "Vocabularies side by side"
-    assert len(at.get("plotly_chart")) == N_CHARTS
+    assert [tab.label for tab in at.tabs] == list(charts.VIEWS.values())
+    assert n_charts(at) == N_CHARTS["lengths"]  # only the open tab is drawn
+    assert [s.value for s in at.subheader][-2:] == ["Token lengths", "Frequency against length"]
+    assert param(at, "view") is None  # the first view is the default: not in the link
     assert not at.info and not at.error and not at.warning
     assert at.multiselect(key="voc_names").value == expected
     assert param(at, "vocabs") == ",".join(expected)
@@ -119,7 +134,16 @@ def test_page_opens_on_the_runs_vocabulary_and_one_other(monkeypatch, runs_dir, 
 
     assert drawn_count(at) == expected_drawn(vocab, expected)
 
+    open_view(at, "gc")
+    assert n_charts(at) == N_CHARTS["gc"] and param(at, "view") == "gc"
+    assert "Token lengths" not in [s.value for s in at.subheader]
+    assert all(f"{name}: " in caption(at, "Violins: GC") for name in expected)
+    open_view(at, "cycles")
+    assert n_charts(at) == N_CHARTS["cycles"] and param(at, "view") == "cycles"
+
     # The pair: counts as in comparison/shared.parquet, boundary agreement as in agreement.parquet.
+    open_view(at, "pair")
+    assert n_charts(at) == N_CHARTS["pair"] and param(at, "view") == "pair"
     a, b = at.selectbox(key="voc_pair_a").value, at.selectbox(key="voc_pair_b").value
     assert (a, b) == (expected[0], expected[1]) and param(at, "pair") == f"{a},{b}"
     shown, row = metrics(at), shared_row(vocab, a, b)
@@ -133,6 +157,8 @@ def test_page_opens_on_the_runs_vocabulary_and_one_other(monkeypatch, runs_dir, 
     assert [len(tokens) for tokens in lists] == [row["shared"], row["only_in_a"], row["only_in_b"]]
 
     # The first comparison region, segmented by each chosen vocabulary.
+    open_view(at, "segmentation")
+    assert n_charts(at) == N_CHARTS["segmentation"] and not metrics(at)  # the pair's metrics are gone
     first = vocab["regions"].iloc[0]
     label = charts.region_label(first["chromosome"], first["start"], first["end"])
     assert at.radio(key="voc_source").value == "region"
@@ -154,7 +180,9 @@ def test_widgets_change_what_is_shown(monkeypatch, runs_dir, vocab):
     assert param(at, "vocabs") == ",".join(names)  # kept in the run's order
     assert drawn_count(at) == expected_drawn(vocab, names) != before
     assert table_with(at, SUMMARY_COLUMN)["vocabulary"].tolist() == [*names, charts.PAPER_LABEL]
+    open_view(at, "segmentation")
     assert table_with(at, "cut_jaccard_with_first")["vocabulary"].tolist() == names
+    open_view(at, "lengths")
     assert "Left out (never used" in caption(at, "tokens drawn") or expected_drawn(vocab, names) == sum(
         int((~vocab["reports"][n][0]["is_special"]).sum()) for n in names)
 
@@ -163,6 +191,7 @@ def test_widgets_change_what_is_shown(monkeypatch, runs_dir, vocab):
     assert table_with(at, SUMMARY_COLUMN)["vocabulary"].tolist() == names
 
     a, b = names[-1], names[0]
+    open_view(at, "pair")
     at.selectbox(key="voc_pair_a").set_value(a)
     at.selectbox(key="voc_pair_b").set_value(b)
     rerun(at)
@@ -171,6 +200,8 @@ def test_widgets_change_what_is_shown(monkeypatch, runs_dir, vocab):
     assert param(at, "pair") == f"{a},{b}"
 
     third = vocab["regions"].iloc[2]
+    open_view(at, "segmentation")
+    assert param(at, "pair") == f"{a},{b}"  # a closed tab's choices stay in the link
     at.selectbox(key="voc_region").set_value(2)
     rerun(at)
     assert charts.region_label(third["chromosome"], third["start"], third["end"]) in caption(at, "top row")
@@ -179,27 +210,34 @@ def test_widgets_change_what_is_shown(monkeypatch, runs_dir, vocab):
     rerun(at)
     assert param(at, "span") == "40-90"
 
+    open_view(at, "pair")  # back on the pair: its choice was kept
+    assert (at.selectbox(key="voc_pair_a").value, at.selectbox(key="voc_pair_b").value) == (a, b)
     at.multiselect(key="voc_names").set_value([names[0]])
     rerun(at)
     assert "Choose two or more vocabularies" in at.info[0].value
     assert param(at, "pair") is None and param(at, "vocabs") == names[0]
-    assert len(at.get("plotly_chart")) == N_CHARTS - 1  # no pair chart
+    assert n_charts(at) == 0  # no pair chart
     assert not at.exception
 
 
 def test_link_seeds_the_widgets(monkeypatch, runs_dir, vocab):
     names = vocab["names"]
     chosen = [names[-2], names[-1]]
-    at = open_page(monkeypatch, runs_dir, vocabs=",".join(chosen), pair=f"{chosen[1]},{chosen[0]}", region="3",
-                   span="10-60")
+    link = dict(vocabs=",".join(chosen), pair=f"{chosen[1]},{chosen[0]}", region="3", span="10-60")
+    at = open_page(monkeypatch, runs_dir, view="pair", **link)
     assert at.multiselect(key="voc_names").value == chosen
+    assert at.session_state[VIEW_KEY] == charts.VIEWS["pair"] and n_charts(at) == N_CHARTS["pair"]
     assert (at.selectbox(key="voc_pair_a").value, at.selectbox(key="voc_pair_b").value) == (chosen[1], chosen[0])
+    at = open_page(monkeypatch, runs_dir, view="segmentation", **link)
     assert at.selectbox(key="voc_region").value == 3
     assert at.slider(key="voc_window").value == (10, 60)
     assert table_with(at, "cut_jaccard_with_first")["vocabulary"].tolist() == chosen
 
     # Values the run does not have fall back to the defaults.
-    at = open_page(monkeypatch, runs_dir, vocabs="bpe_99999", pair="x,y", region="999", span="50-10", seq="nope")
+    at = open_page(monkeypatch, runs_dir, vocabs="bpe_99999", pair="x,y", region="999", span="50-10", seq="nope",
+                   view="nope")
+    assert at.session_state[VIEW_KEY] == charts.VIEWS["lengths"] and param(at, "view") is None
+    open_view(at, "segmentation")
     assert at.multiselect(key="voc_names").value == charts.default_selection(names, vocab["own"])
     assert at.selectbox(key="voc_region").value == 0
     assert at.slider(key="voc_window").value == (0, charts.DEFAULT_WINDOW)
@@ -207,17 +245,20 @@ def test_link_seeds_the_widgets(monkeypatch, runs_dir, vocab):
 
 
 def test_pasted_sequence_is_segmented_or_refused_with_a_reason(monkeypatch, runs_dir, vocab):
-    at = open_page(monkeypatch, runs_dir, seq="pasted")
+    at = open_page(monkeypatch, runs_dir, seq="pasted", view="segmentation")
     assert at.radio(key="voc_source").value == "pasted"
-    assert len(at.get("plotly_chart")) == N_CHARTS - 1  # nothing pasted yet
+    assert n_charts(at) == 0  # nothing pasted yet
     assert "Paste a DNA sequence" in caption(at, "Paste a DNA sequence")
 
     at.text_area(key="voc_paste").input(">mine\nacgtnnACGTTTGACC\nAAA")
     rerun(at)
     stats = table_with(at, "cut_jaccard_with_first")
     assert (stats["nucleotides"] == 19).all() and (stats["unk_tokens"] >= 2).all()
-    assert len(at.get("plotly_chart")) == N_CHARTS
+    assert n_charts(at) == N_CHARTS["segmentation"]
     assert "19 nt (pasted sequence)" in caption(at, "top row")
+    open_view(at, "gc")
+    open_view(at, "segmentation")  # the pasted sequence is still there
+    assert "19 nt (pasted sequence)" in caption(at, "top row") and n_charts(at) == N_CHARTS["segmentation"]
 
     at.text_area(key="voc_paste").input("ACGTXACGT")
     rerun(at)
@@ -234,20 +275,21 @@ def test_run_without_vocabularies_names_the_command(monkeypatch, tmp_path, tiny_
     at = open_page(monkeypatch, runs)
     assert "no vocabularies to compare" in at.info[0].value
     assert f"grover vocab compare --run {runs / 'tiny'}" in at.info[0].value
-    assert not at.get("plotly_chart")
+    assert not at.get("plotly_chart") and not at.tabs
 
 
-@pytest.mark.parametrize(("missing", "charts_left"), [
-    ("agreement", N_CHARTS),  # the pair shows without its boundary agreement
-    ("summary", N_CHARTS),  # the 1-kb column stays empty
-    ("regions", N_CHARTS - 1),  # no region to segment: the page asks for a pasted sequence
+@pytest.mark.parametrize(("missing", "view", "charts_left"), [
+    ("agreement", "pair", 1),  # the pair shows without its boundary agreement
+    ("summary", "cycles", 1),  # the 1-kb column and line stay empty
+    ("regions", "segmentation", 0),  # no region to segment: the page asks for a pasted sequence
 ], ids=["agreement", "summary", "regions"])
-def test_missing_comparison_table_is_named_and_the_page_goes_on(monkeypatch, tmp_path, tiny_run, missing, charts_left):
+def test_missing_comparison_table_is_named_and_the_page_goes_on(monkeypatch, tmp_path, tiny_run, missing, view,
+                                                                 charts_left):
     name = f"{COMPARISON}/{missing}.parquet"
     runs = copy_run(tiny_run, tmp_path, drop=(name,))
-    at = open_page(monkeypatch, runs)
+    at = open_page(monkeypatch, runs, view=view)
     assert any(f"Did not find {name}" in i.value and "grover vocab compare --run" in i.value for i in at.info)
-    assert len(at.get("plotly_chart")) == charts_left
+    assert n_charts(at) == charts_left
     if missing == "agreement":
         assert "Boundary agreement" not in metrics(at)
     if missing == "regions":
@@ -272,10 +314,10 @@ def test_genome_that_moved_leaves_the_pasted_sequence(monkeypatch, tmp_path, tin
     manifest = json.loads(manifest_path.read_text())
     manifest["genome"]["fasta"] = str(tmp_path / "gone.fa")
     manifest_path.write_text(json.dumps(manifest))
-    at = open_page(monkeypatch, runs)
+    at = open_page(monkeypatch, runs, view="segmentation")
     assert any("is not here any more" in i.value and "gone.fa" in i.value for i in at.info)
-    assert len(at.get("plotly_chart")) == N_CHARTS - 1
+    assert n_charts(at) == 0
     assert at.radio(key="voc_source").value == "pasted"
     at.text_area(key="voc_paste").input("ACGTACGTAC")
     rerun(at)
-    assert len(at.get("plotly_chart")) == N_CHARTS
+    assert n_charts(at) == N_CHARTS["segmentation"]
