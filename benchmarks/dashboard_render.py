@@ -37,7 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 SECTION = "## Dashboard render time"
 # url path -> (title in the navigation, charts the page draws on the demo run at least)
 PAGES = {
-    "": ("Runs", 0), "token-map": ("Token embedding map", 1), "self-similarity": ("Self-similarity", 3),
+    "": ("Runs", 0), "token-map": ("Token embedding map", 1), "self-similarity": ("Self-similarity", 1),
     "clusters": ("GC/AG content clusters", 2), "annotations": ("Chromatin and annotations", 1),
     "vocabularies": ("Vocabularies", 2), "inspector": ("Sequence inspector", 0), "compare": ("Compare models", 0),
     "benchmarks": ("Benchmarks", 0),

@@ -61,6 +61,9 @@ TOKEN_COLOUR = "#d62728"
 REPEAT_COLOURS = {"non-repeat": "#1f77b4", "repeat": "#d62728"}
 GAP_MARK = "⋯"  # between context tokens that are not adjacent in the genome (an N run)
 
+# The page's views (lazy tabs, one drawn at a time): link name -> tab label; the first is the default.
+VIEWS = {"groups": "By token group", "heatmap": "Tokens × layers", "token": "One token"}
+
 
 # ---------------------------------------------------------------------------------------------
 # Layers compared in the findings
