@@ -242,8 +242,7 @@ def show_maps() -> None:
             if pc is not None and pc.empty:
                 st.info(f"`{run.PC_CORRELATIONS}` of {name} holds no row for layer {layer}.")
             elif pc is not None:
-                st.dataframe(pc, key=f"cmp_pc_{side}",
-                             column_config={c: st.column_config.NumberColumn(c, format="%.2f") for c in pc.columns})
+                st.table(pc.style.format("{:.2f}"))
     st.caption(
         f"{drawn[0]:,} tokens drawn for A and {drawn[1]:,} for B (every projected token among the {match.n_shared:,} "
         "shared ones, no subsampling; tokens never seen in a run's genome have no point). Both maps use the same "

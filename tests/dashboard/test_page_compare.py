@@ -18,6 +18,7 @@ from safetensors.numpy import load_file, save_file
 
 from analysis import run
 from analysis.projections import pca_projection
+from dashboard import figures
 from dashboard.charts import compare as charts
 from tests.dashboard.test_app import open_app
 
@@ -116,8 +117,12 @@ def test_two_runs_side_by_side(monkeypatch, two_runs, tiny_run):
     assert [tab.label for tab in at.tabs] == list(charts.VIEWS.values())
     titles = chart_titles(at)
     assert titles == [f"A: tiny · layer {last} · UMAP", f"B: tiny_b · layer {last} · UMAP"]  # the maps' tab only
-    pc_tables = [df.value for df in at.dataframe if "explained variance" in df.value.columns]
+    pc_tables = [t.value for t in at.table if "explained variance" in t.value.columns]  # static tables
     assert len(pc_tables) == 2 and list(pc_tables[0].index)[0] == "PC1"
+    expected_pc = figures.pc_property_table(run.load_table(tiny_run, run.PC_CORRELATIONS), last)
+    shown_pc = pc_tables[0].astype(float)
+    assert list(shown_pc.columns) == list(expected_pc.columns) and len(shown_pc) == len(expected_pc)
+    assert np.allclose(shown_pc.to_numpy(), expected_pc.to_numpy(), atol=0.005)  # drawn with 2 decimals
 
     open_view(at, "groups")
     assert len(chart_titles(at)) == 1 and "by token length" in chart_titles(at)[0].lower()
