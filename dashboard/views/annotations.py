@@ -13,7 +13,7 @@ import numpy as np
 import streamlit as st
 
 from analysis import run
-from dashboard import exports, loaders, state
+from dashboard import exports, loaders, state, widgets
 from dashboard.charts import annotations as charts
 from dashboard.charts import clusters as cluster_charts
 from grover_core.errors import GroverInputError
@@ -78,13 +78,10 @@ cluster_methods = list((manifest.get("analysis_config") or {}).get("cluster_meth
 state.seed_choice(CLUSTER_METHOD_KEY, CLUSTER_METHOD_PARAM, cluster_methods, cluster_methods[0])
 layer_col, method_col = st.columns([3, 2])
 with layer_col:
-    if len(layers) > 1:
-        layer = st.select_slider("Layer (0 = input embeddings)", options=layers, key=LAYER_KEY,
+    layer = widgets.layer_choice("Layer (0 = input embeddings)", layers, key=LAYER_KEY,
+                                 single_note="the only layer of this run's model",
                                  help="The layer of the window map, of the token clusters and of the region view's "
                                  "token colours.")
-    else:
-        layer = layers[0]
-        st.markdown(f"**Layer {layer}**")
 with method_col:
     cluster_method = st.radio("Token clusters", cluster_methods, horizontal=True, key=CLUSTER_METHOD_KEY,
                               help="Clustering whose clusters the composition and the region view show.")

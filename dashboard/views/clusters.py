@@ -10,7 +10,7 @@ from __future__ import annotations
 import streamlit as st
 
 from analysis import run
-from dashboard import exports, loaders, state
+from dashboard import exports, loaders, state, widgets
 from dashboard.charts import clusters as charts
 
 # Widget keys (prefixed "cl_") and the link parameters that reopen the view.
@@ -85,12 +85,9 @@ if st.session_state.get(PROJECTION_KEY) not in projection_methods:
 
 layer_col, method_col, projection_col, cluster_col = st.columns([3, 1.6, 1.2, 1.6])
 with layer_col:
-    if len(layers) > 1:
-        layer = st.select_slider("Layer (0 = input embeddings)", options=layers, key=LAYER_KEY,
+    layer = widgets.layer_choice("Layer (0 = input embeddings)", layers, key=LAYER_KEY,
+                                 single_note="the only layer clustered in this run",
                                  help="Clusters of the tokens' mean embeddings at this layer.")
-    else:
-        layer = layers[0]
-        st.markdown(f"**Layer {layer}** (the only layer clustered in this run)")
 with method_col:
     method = st.radio("Clustering", methods, horizontal=True, key=METHOD_KEY,
                       help="k-means or Ward hierarchical clustering of L2-normalised embeddings; "

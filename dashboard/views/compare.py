@@ -15,7 +15,7 @@ import pandas as pd
 import streamlit as st
 
 from analysis import run
-from dashboard import exports, figures, loaders, state
+from dashboard import exports, figures, loaders, state, widgets
 from dashboard.charts import compare as charts
 
 SIDEBAR_RUN_KEY = "run_choice"  # app.py's run select box (CHOICE_KEY): run A follows it both ways
@@ -50,14 +50,6 @@ def swap_runs(label_a: str, label_b: str) -> None:
     """Swap button callback: B becomes the sidebar's run, A becomes run B."""
     st.session_state[SIDEBAR_RUN_KEY] = label_b
     st.session_state[B_KEY] = label_a
-
-
-def layer_slider(label: str, layers: list[int], key: str) -> int:
-    """A layer select slider; a run with one projected layer shows it as text (a slider needs two options)."""
-    if len(layers) == 1:
-        st.markdown(f"**{label}: {layers[0]}** (the only layer projected)")
-        return layers[0]
-    return st.select_slider(label, options=layers, key=key)
 
 
 def token_means_or_none(run_dir: Path) -> dict | None:
@@ -199,7 +191,8 @@ def show_maps() -> None:
 
     controls = st.columns([3, 1.4, 2.6, 1.2, 1.6])
     with controls[0]:
-        layer_a = layer_slider(f"Layer of A (0 = input embeddings; {layers_a[-1]} = last)", layers_a, LAYER_A_KEY)
+        layer_a = widgets.layer_choice(f"Layer of A (0 = input embeddings; {layers_a[-1]} = last)", layers_a,
+                                       key=LAYER_A_KEY, single_note="the only layer of A projected")
     with controls[1]:
         match_depth = st.toggle("Same depth", key=MATCH_KEY,
                                 help="Run B's layer at the same relative depth as A's (layer / number of layers), "
@@ -212,7 +205,8 @@ def show_maps() -> None:
         else:
             if st.session_state.get(LAYER_B_KEY) not in layers_b:
                 st.session_state[LAYER_B_KEY] = charts.matching_layer(layers_b, charts.relative_depth(layer_a, layers_a))
-            layer_b = layer_slider(f"Layer of B ({layers_b[-1]} = last)", layers_b, LAYER_B_KEY)
+            layer_b = widgets.layer_choice(f"Layer of B ({layers_b[-1]} = last)", layers_b, key=LAYER_B_KEY,
+                                           single_note="the only layer of B projected")
     with controls[3]:
         method = st.radio("Projection", methods, format_func=str.upper, key=METHOD_KEY)
     with controls[4]:

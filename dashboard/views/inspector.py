@@ -11,7 +11,7 @@ import streamlit as st
 
 from analysis import run
 from analysis.segmentation import segment
-from dashboard import exports, figures, loaders, state
+from dashboard import exports, figures, loaders, state, widgets
 from dashboard.charts import inspector as charts
 from grover_core.errors import GroverInputError
 from grover_core.tokenizer import special_token_mask, token_strings
@@ -267,11 +267,8 @@ if st.session_state.get(METHOD_KEY) not in methods:
     st.session_state[METHOD_KEY] = methods[0]
 layer_col, method_col = st.columns([3, 1])
 with layer_col:
-    if len(layers) > 1:
-        layer = st.select_slider("Layer (0 = input embeddings)", options=layers, key=LAYER_KEY)
-    else:
-        layer = layers[0]
-        st.markdown(f"**Layer {layer}** (the only layer projected in this run)")
+    layer = widgets.layer_choice("Layer (0 = input embeddings)", layers, key=LAYER_KEY,
+                                 single_note="the only layer projected in this run")
 with method_col:
     method = st.radio("Projection", methods, format_func=str.upper, horizontal=True, key=METHOD_KEY)
 state.to_link("layer", layer)

@@ -17,7 +17,7 @@ import streamlit as st
 
 from analysis import run
 from analysis.self_similarity import token_groups
-from dashboard import exports, loaders, state
+from dashboard import exports, loaders, state, widgets
 from dashboard.charts import self_similarity as charts
 
 # Widget keys (page prefix "ss_") and the link parameter each is mirrored to.
@@ -43,6 +43,13 @@ def analysis_params(manifest: dict) -> dict:
     recorded = (manifest.get("analyses", {}).get("self_similarity", {}).get("params")
                 or manifest.get("analysis_config") or {})
     return {name: recorded.get(name, default) for name, default in DEFAULT_PARAMS.items()}
+
+
+def titled_count(title: str, label: str, *, maximum: int, default: int, key: str) -> int:
+    """A table's title (Markdown) with a number input on its right: how many rows the table shows."""
+    title_col, input_col = st.columns([4, 1], vertical_alignment="bottom")
+    title_col.markdown(title)
+    return input_col.number_input(label, min_value=1, max_value=maximum, value=default, step=5, key=key)
 
 
 def fmt(value: float | None, digits: int = 3) -> str:
@@ -243,11 +250,8 @@ def show_token() -> None:
         token_id = st.selectbox("Token", token_ids, format_func=labels.get, key=TOKEN_KEY,
                                 help="Type to search; most frequent first. Also opened by `?token=<sequence>` in the link.")
     with layer_col:
-        if len(layers) > 1:
-            layer = st.select_slider("Layer for nearest tokens (0 = input embeddings)", options=layers, key=LAYER_KEY)
-        else:
-            layer = layers[0]
-            st.markdown(f"**Layer {layer}** (the only layer in this run)")
+        layer = widgets.layer_choice("Layer for nearest tokens (0 = input embeddings)", layers, key=LAYER_KEY,
+                                     single_note="the only layer in this run")
     state.to_link(TOKEN_PARAM, strings[token_id])
     state.to_link(LAYER_PARAM, layer)
 
@@ -302,10 +306,8 @@ def show_token() -> None:
 
     near_col, context_col = st.container(), st.container()  # full width each: the tables are wide
     with near_col:
-        label_col, input_col = st.columns([4, 1], vertical_alignment="bottom")
-        label_col.markdown(f"**Nearest tokens to {token} at layer {layer}** (cosine of mean embeddings)")
-        n_neighbours = input_col.number_input("Neighbours", min_value=1, max_value=100, value=DEFAULT_NEIGHBOURS,
-                                              step=5, key=NEIGHBOURS_KEY)
+        n_neighbours = titled_count(f"**Nearest tokens to {token} at layer {layer}** (cosine of mean embeddings)",
+                                    "Neighbours", maximum=100, default=DEFAULT_NEIGHBOURS, key=NEIGHBOURS_KEY)
         try:
             means = loaders.load_token_means(run_dir)
         except run.RunNotFoundError as error:
@@ -349,10 +351,8 @@ def show_token() -> None:
                        "Click a row to open that token.")
 
     with context_col:
-        label_col, input_col = st.columns([4, 1], vertical_alignment="bottom")
-        label_col.markdown(f"**Where {token} occurs** (sampled occurrences, {CONTEXT_WIDTH} tokens either side)")
-        n_contexts = input_col.number_input("Occurrences", min_value=1, max_value=500, value=DEFAULT_CONTEXTS,
-                                            step=5, key=CONTEXTS_KEY)
+        n_contexts = titled_count(f"**Where {token} occurs** (sampled occurrences, {CONTEXT_WIDTH} tokens either side)",
+                                  "Occurrences", maximum=500, default=DEFAULT_CONTEXTS, key=CONTEXTS_KEY)
         try:
             contexts = loaders.load_occurrence_contexts(run_dir, token_id, int(n_contexts), width=CONTEXT_WIDTH)
         except run.RunNotFoundError as error:

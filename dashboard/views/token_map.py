@@ -9,7 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 from analysis import run
-from dashboard import exports, figures, loaders, state
+from dashboard import exports, figures, loaders, state, widgets
 
 # Widget keys; app.py keeps the map's widgets across page switches (KEPT_ACROSS_PAGES).
 LAYER_KEY = "map_layer"
@@ -90,15 +90,12 @@ if st.session_state.get(COLOUR_KEY) not in colours:
 
 layer_col, method_col, colour_col, motif_col = st.columns([3, 1.2, 1.8, 1.6])
 with layer_col:
-    if len(layers) > 1:
-        layer = st.select_slider(
-            "Layer (0 = input embeddings)", options=layers, key=LAYER_KEY,
-            help="0 is the input embedding table; 1..L are the outputs of the transformer layers, "
-            "averaged over each token's occurrences in the genome.",
-        )
-    else:
-        layer = layers[0]
-        st.markdown(f"**Layer {layer}** (the only layer projected in this run; 0 = input embeddings)")
+    layer = widgets.layer_choice(
+        "Layer (0 = input embeddings)", layers, key=LAYER_KEY,
+        single_note="the only layer projected in this run; 0 = input embeddings",
+        help="0 is the input embedding table; 1..L are the outputs of the transformer layers, "
+        "averaged over each token's occurrences in the genome.",
+    )
 with method_col:
     method = st.radio("Projection", methods, format_func=str.upper, horizontal=True, key=METHOD_KEY)
 with colour_col:
