@@ -102,7 +102,8 @@ def show_windows() -> None:
     """Windows as points (their mean embeddings' projection) coloured by an annotation; a click opens one."""
     st.subheader("Window map")
     window_projections = loaders.table_or_none(run_dir, run.WINDOW_PROJECTIONS)
-    window_annotations = loaders.table_or_none(run_dir, run.WINDOW_ANNOTATIONS) if window_projections is not None else None
+    window_annotations = (loaders.table_or_none(run_dir, run.WINDOW_ANNOTATIONS)
+                          if window_projections is not None else None)
     if window_projections is not None and window_annotations is not None:
         options = charts.colour_options(window_annotations)
         projections_present = set(window_projections["method"].astype(str))
@@ -126,8 +127,9 @@ def show_windows() -> None:
             try:
                 title = f"{run_dir.name} · windows · layer {layer} · {projection.upper()} · {options[colour_by]}"
                 points, fig = loaders.built_once(
-                    "an_window_map", (str(run_dir), loaders.stamp(run_dir, run.WINDOW_PROJECTIONS, run.WINDOW_ANNOTATIONS),
-                                      layer, projection, colour_by, options[colour_by], title),
+                    "an_window_map",
+                    (str(run_dir), loaders.stamp(run_dir, run.WINDOW_PROJECTIONS, run.WINDOW_ANNOTATIONS),
+                     layer, projection, colour_by, options[colour_by], title),
                     lambda: window_map(window_projections, window_annotations, layer=layer, method=projection,
                                        colour_by=colour_by, colour_title=options[colour_by], title=title))
             except ValueError as error:
@@ -174,14 +176,14 @@ def show_composition() -> None:
                 "an_composition", (str(run_dir), loaders.stamp(run_dir, run.TOKENS, run.TOKEN_CLUSTERS), layer,
                                    cluster_method, annotation, title),
                 lambda: composition_chart(members, annotation, title))
-            exports.show_figure(fig, stem=f"{stem}_{cluster_method}_{annotation}_composition", key="an_composition_chart",
-                                data=composition)
+            exports.show_figure(fig, stem=f"{stem}_{cluster_method}_{annotation}_composition",
+                                key="an_composition_chart", data=composition)
             n_clusters = composition["cluster"].dropna().nunique()
             stranded = (composition["strand"] != "").any()
             st.caption(
-                f"{len(members):,} tokens in {n_clusters} {cluster_method} clusters at layer {layer}. Each segment is "
-                "the mean, over the cluster's tokens, of the share of the token's genome occurrences inside that label; "
-                "a bar's height is the share inside any label. Tokens never seen in the genome are left out."
+                f"{len(members):,} tokens in {n_clusters} {cluster_method} clusters at layer {layer}. Each segment "
+                "is the mean, over the cluster's tokens, of the share of the token's genome occurrences inside that "
+                "label; a bar's height is the share inside any label. Tokens never seen in the genome are left out."
                 + (" Hatched segments: repeats on the minus strand." if stranded else "")
             )
 
@@ -209,9 +211,9 @@ def show_probes() -> None:
             k = probe_params.get("probe_kmer_k")
             chance = "0" if metric == "mcc" else "1 / classes"
             st.caption(
-                f"{charts.PROBE_METRICS[metric]} of a linear probe on the windows' mean embeddings per layer, held-out "
-                f"chromosomes ({int(table['folds'].max())} folds), {len(table)} annotations; dashed lines: the same probe "
-                f"on {f'{k}-mer' if k else 'k-mer'} counts of the same windows. Chance level: {chance}. "
+                f"{charts.PROBE_METRICS[metric]} of a linear probe on the windows' mean embeddings per layer, "
+                f"held-out chromosomes ({int(table['folds'].max())} folds), {len(table)} annotations; dashed lines: "
+                f"the same probe on {f'{k}-mer' if k else 'k-mer'} counts of the same windows. Chance level: {chance}. "
                 f"The dotted line marks layer {layer}."
             )
 
@@ -309,20 +311,21 @@ def show_region() -> None:
         "Write each token's sequence in its block (readable once zoomed in)", key=TOKEN_TEXT_KEY,
         disabled=n_tokens > charts.TOKEN_TEXT_MAX,
         help=f"On by default for intervals of at most {charts.TOKEN_TEXT_DEFAULT_MAX:,} tokens; possible up to "
-             f"{charts.TOKEN_TEXT_MAX:,} tokens (this interval: {n_tokens:,}). Writing them takes the browser longer to "
-             "draw the view; every token's sequence is on hover either way.",
+             f"{charts.TOKEN_TEXT_MAX:,} tokens (this interval: {n_tokens:,}). Writing them takes the browser longer "
+             "to draw the view; every token's sequence is on hover either way.",
     ) and n_tokens <= charts.TOKEN_TEXT_MAX
 
 
     def region_chart(chrom: str, interval: charts.Interval, title: str, write_text: bool):
-        """The region view's figure, with the interval's tokens (the CSV), a count per track and the tracks not drawn."""
+        """The region view's figure, the interval's tokens (the CSV), a count per track and the tracks not drawn."""
         region_tokens = charts.region_tokens(interval_tokens, tokens, members)
         tracks, skipped, counts = [], [], []
         for spec in specs:
             name = spec.get("name", "?")
             kind = spec.get("kind", "labels")
             try:
-                features = loaders.load_annotation_file(spec["path"], kind=kind, label_column=spec.get("label_column", 3),
+                features = loaders.load_annotation_file(spec["path"], kind=kind,
+                                                        label_column=spec.get("label_column", 3),
                                                         strand=bool(spec.get("strand_aware")))
             except (GroverInputError, KeyError, OSError) as error:
                 skipped.append(f"{name}: {error}")
@@ -358,7 +361,8 @@ def show_region() -> None:
     cluster_note = (f"coloured by their {cluster_method} cluster at layer {layer}" if members is not None
                     else "in grey (no token clusters to colour them by)")
     st.caption(
-        f"{chrom}:{interval.start:,}-{interval.end:,} ({interval.span:,} bp): {len(region_table):,} tokens {cluster_note}"
+        f"{chrom}:{interval.start:,}-{interval.end:,} ({interval.span:,} bp): {len(region_table):,} tokens "
+        f"{cluster_note}"
         + (f"; {', '.join(counts)}" if counts else "") + ". "
         + ("Zoom in (drag across the plot) to read the tokens in their blocks. " if write_text else
            "Token sequences are not written in the blocks (the switch above writes them, for intervals of at most "

@@ -189,7 +189,8 @@ def show_profiles() -> None:
         elif matrix is None:
             st.info(f"`{run.CLUSTER_ENRICHMENT}` holds no row for layer {layer} ({method}).")
         else:
-            fig = charts.enrichment_figure(matrix, title=f"{run_dir.name} · annotation enrichment · layer {layer} · {method}")
+            fig = charts.enrichment_figure(
+                matrix, title=f"{run_dir.name} · annotation enrichment · layer {layer} · {method}")
             at = enrichment[(enrichment["layer"] == layer) & (enrichment["method"] == method)]
             exports.show_figure(fig, stem=f"{stem}_enrichment", key="cl_enrichment_chart", data=at)
             n_significant = int(matrix.significant().to_numpy().sum())

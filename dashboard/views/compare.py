@@ -198,19 +198,21 @@ def show_maps() -> None:
                                 help="Run B's layer at the same relative depth as A's (layer / number of layers), "
                                 "so models of different depth line up. Off: choose B's layer yourself.")
     with controls[2]:
+        depth_a = charts.relative_depth(layer_a, layers_a)
         if match_depth:
-            layer_b = charts.matching_layer(layers_b, charts.relative_depth(layer_a, layers_a))
+            layer_b = charts.matching_layer(layers_b, depth_a)
             st.markdown(f"**Layer of B: {layer_b}** of {layers_b[-1]} (depth "
-                        f"{charts.relative_depth(layer_b, layers_b):.2f}, A's is {charts.relative_depth(layer_a, layers_a):.2f})")
+                        f"{charts.relative_depth(layer_b, layers_b):.2f}, A's is {depth_a:.2f})")
         else:
             if st.session_state.get(LAYER_B_KEY) not in layers_b:
-                st.session_state[LAYER_B_KEY] = charts.matching_layer(layers_b, charts.relative_depth(layer_a, layers_a))
+                st.session_state[LAYER_B_KEY] = charts.matching_layer(layers_b, depth_a)
             layer_b = widgets.layer_choice(f"Layer of B ({layers_b[-1]} = last)", layers_b, key=LAYER_B_KEY,
                                            single_note="the only layer of B projected")
     with controls[3]:
         method = st.radio("Projection", methods, format_func=str.upper, key=METHOD_KEY)
     with controls[4]:
-        colour_by = st.selectbox("Colour by", list(figures.COLOUR_BY), format_func=figures.COLOUR_BY.get, key=COLOUR_KEY)
+        colour_by = st.selectbox("Colour by", list(figures.COLOUR_BY), format_func=figures.COLOUR_BY.get,
+                                 key=COLOUR_KEY)
     state.to_link("layer_a", layer_a)
     state.to_link("match", None if match_depth else "0")
     state.to_link("layer_b", None if match_depth else layer_b)
@@ -261,16 +263,16 @@ def show_groups() -> None:
             st.session_state.setdefault(VALUE_KEY, "self_similarity")
             left, middle, right = st.columns(3)
             grouping = left.selectbox("Group tokens by", groupings, format_func=charts.GROUPINGS.get, key=GROUPING_KEY)
-            value = middle.radio("Value", list(charts.SELF_SIMILARITY_VALUES), format_func=charts.SELF_SIMILARITY_VALUES.get,
-                                 key=VALUE_KEY, horizontal=True)
+            value = middle.radio("Value", list(charts.SELF_SIMILARITY_VALUES),
+                                 format_func=charts.SELF_SIMILARITY_VALUES.get, key=VALUE_KEY, horizontal=True)
             x_axis = right.radio("x axis", list(X_AXES), format_func=X_AXES.get, key=X_KEY, horizontal=True,
                                  help="Relative depth (layer / last layer) lines up models of different depth.")
             state.to_link("grouping", grouping)
             state.to_link("value", value)
             state.to_link("x", x_axis)
             curves = charts.self_similarity_curves(groups_a, groups_b, grouping=grouping, value=value, names=names)
-            fig = charts.self_similarity_figure(curves, names=names, value=value, x=x_axis,
-                                                title=f"{charts.SELF_SIMILARITY_VALUES[value]} by {charts.GROUPINGS[grouping].lower()}")
+            title = f"{charts.SELF_SIMILARITY_VALUES[value]} by {charts.GROUPINGS[grouping].lower()}"
+            fig = charts.self_similarity_figure(curves, names=names, value=value, x=x_axis, title=title)
             exports.show_figure(fig, stem=f"compare_{label_a}_{label_b}_self_similarity_{grouping}_{value}",
                                 key="cmp_self_similarity", data=curves)
             st.caption("Mean over each group's tokens (hover for quartiles and counts). Groups are each run's own: "
@@ -292,8 +294,9 @@ def show_agreement() -> None:
                                                  title="Self-similarity of each shared token at the last layer")
             exports.show_figure(fig, stem=f"compare_{label_a}_{label_b}_self_similarity_tokens", key="cmp_ss_scatter",
                                 data=pairs)
-            st.caption(f"Pearson r = {stats['pearson']:.3f}, Spearman ρ = {stats['spearman']:.3f} over {stats['n']:,} "
-                       f"shared tokens with a self-similarity in both runs (layer {last[0]} of A, layer {last[1]} of B).")
+            st.caption(f"Pearson r = {stats['pearson']:.3f}, Spearman ρ = {stats['spearman']:.3f} over "
+                       f"{stats['n']:,} shared tokens with a self-similarity in both runs (layer {last[0]} of A, "
+                       f"layer {last[1]} of B).")
     with right:
         means_a, means_b = token_means_or_none(run_a), token_means_or_none(run_b)
         if means_a is not None and means_b is not None:
@@ -303,7 +306,8 @@ def show_agreement() -> None:
             seen = inside.copy()
             seen[inside] = (count_a[ids_a[inside]] > 0) & (count_b[ids_b[inside]] > 0)
             if seen.sum() < 2:
-                st.info("Fewer than two shared tokens were seen by both runs' embedding extraction: no neighbours to compare.")
+                st.info("Fewer than two shared tokens were seen by both runs' embedding extraction: no neighbours "
+                        "to compare.")
             else:
                 stamp = (run.artifact_path(run_a, run.TOKEN_EMBEDDINGS).stat().st_mtime_ns,
                          run.artifact_path(run_b, run.TOKEN_EMBEDDINGS).stat().st_mtime_ns)
@@ -315,10 +319,12 @@ def show_agreement() -> None:
                 best = knn.loc[knn["mean_jaccard"].idxmax()]
                 at_last = knn[(knn["layer_a"] == layers_a[-1]) & (knn["layer_b"] == layers_b[-1])]
                 st.caption(
-                    f"Mean Jaccard index of each token's {k} nearest neighbours (cosine of mean embeddings) in A's layer "
-                    f"vs B's, over {n:,} shared tokens seen by both runs; chance is about {knn['chance'].iloc[0]:.3f}. "
+                    f"Mean Jaccard index of each token's {k} nearest neighbours (cosine of mean embeddings) in A's "
+                    f"layer vs B's, over {n:,} shared tokens seen by both runs; chance is about "
+                    f"{knn['chance'].iloc[0]:.3f}. "
                     + (f"Last layers: {float(at_last['mean_jaccard'].iloc[0]):.3f}. " if len(at_last) else "")
-                    + f"Highest: {float(best['mean_jaccard']):.3f} (A layer {int(best['layer_a'])}, B layer {int(best['layer_b'])})."
+                    + f"Highest: {float(best['mean_jaccard']):.3f} (A layer {int(best['layer_a'])}, "
+                    f"B layer {int(best['layer_b'])})."
                 )
 
 

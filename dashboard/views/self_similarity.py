@@ -5,8 +5,9 @@ the rest), curves by token group with spread and the anisotropy baseline (raw or
 intra-window similarity, a tokens x layers heatmap, and a token drill-down (its curves against its
 group, its nearest tokens at a chosen layer, sample genomic contexts of its occurrences).
 The three views below the findings sit in lazy tabs (``?view=``; only the open one is drawn; a link with
-``?token=`` and no view opens the drill-down). Reads ``self_similarity*.parquet``, ``intra_window_similarity.parquet``, ``tokens.parquet``, the token
-means and the sampled occurrence positions; computes nothing heavier than a 600-row cosine.
+``?token=`` and no view opens the drill-down). Reads ``self_similarity*.parquet``,
+``intra_window_similarity.parquet``, ``tokens.parquet``, the token means and the sampled occurrence
+positions; computes nothing heavier than a 600-row cosine.
 """
 from __future__ import annotations
 
@@ -175,9 +176,9 @@ def show_groups() -> None:
                 data_fn=lambda: charts.curves_export(curves, baseline=baseline_line, intra=intra_line))
             sizes = curves.groupby("group", sort=False)["n_tokens"].max()
             note = (f"{charts.VALUES[value]} per layer, {charts.BANDS[band][3]} over the tokens of each group; "
-                    f"{len(sizes)} groups ({', '.join(f'{g}: {n:,}' for g, n in sizes.items())} tokens). Tokens with at "
-                    f"least {params['self_similarity_min_samples']} sampled occurrences count. Dashed grey: anisotropy "
-                    "baseline" + (" (0 after correction)" if value == "corrected" else "") + ".")
+                    f"{len(sizes)} groups ({', '.join(f'{g}: {n:,}' for g, n in sizes.items())} tokens). Tokens with "
+                    f"at least {params['self_similarity_min_samples']} sampled occurrences count. Dashed grey: "
+                    "anisotropy baseline" + (" (0 after correction)" if value == "corrected" else "") + ".")
             if intra_line is not None:
                 note += (" Dotted green: intra-window similarity, the mean cosine between the tokens of one window "
                          f"({int(intra_line['n_windows'].max()):,} windows)"
@@ -207,7 +208,8 @@ def show_heatmap() -> None:
     heat_fig = charts.heatmap_figure(heat, heat_layers, value=value,
                                      title=f"{run_name} · {charts.VALUES[value]} · {len(heat):,} tokens × "
                                      f"{len(heat_layers)} layers · sorted by {sort_text}")
-    exports.show_figure(heat_fig, stem=f"{run_name}_self_similarity_heatmap_{value}_{sort}", key="ss_heatmap", data=heat)
+    exports.show_figure(heat_fig, stem=f"{run_name}_self_similarity_heatmap_{value}_{sort}", key="ss_heatmap",
+                        data=heat)
     n_special = int(tokens["is_special"].astype(bool).sum())
     n_left_out = len(tokens) - n_special - len(heat)
     st.caption(
@@ -248,7 +250,8 @@ def show_token() -> None:
     token_col, layer_col = st.columns([2, 3])
     with token_col:
         token_id = st.selectbox("Token", token_ids, format_func=labels.get, key=TOKEN_KEY,
-                                help="Type to search; most frequent first. Also opened by `?token=<sequence>` in the link.")
+                                help="Type to search; most frequent first. Also opened by `?token=<sequence>` in "
+                                "the link.")
     with layer_col:
         layer = widgets.layer_choice("Layer for nearest tokens (0 = input embeddings)", layers, key=LAYER_KEY,
                                      single_note="the only layer in this run")
@@ -258,7 +261,8 @@ def show_token() -> None:
     token = strings[token_id]
     row = tokens.set_index("token_id").loc[token_id]
     curve = charts.token_curve(table, token_id)
-    memberships = token_groups(tokens, repeat_share_column=repeat_column or "", repeat_threshold=params["repeat_threshold"])
+    memberships = token_groups(tokens, repeat_share_column=repeat_column or "",
+                               repeat_threshold=params["repeat_threshold"])
     group = charts.token_group(memberships, token_id, grouping)
     n_samples = int(curve["n_samples"].max())
     at = curve.set_index("layer")
@@ -266,14 +270,17 @@ def show_token() -> None:
     info_cols = st.columns(5)
     info_cols[0].metric("Sampled occurrences", f"{n_samples:,}",
                         help=f"Occurrences the extraction kept for this token (a uniform sample of its "
-                        f"{int(row['frequency']):,} occurrences in the genome); self-similarity averages over their pairs.")
+                        f"{int(row['frequency']):,} occurrences in the genome); self-similarity averages over their "
+                        "pairs.")
     info_cols[1].metric(f"Group ({grouping_label.lower()})", group or "none")
     for column, name, label in ((info_cols[2], "self_similarity", "Raw"), (info_cols[3], "corrected", "Corrected")):
         start, end = at[name].get(first), at[name].get(last)
         column.metric(f"{label}, layer {last}", fmt(end), delta_color="off",
                       delta=f"{end - start:+.3f} since layer {first}" if pd.notna(start) and pd.notna(end) else None)
-    info_cols[4].metric("In repeats", f"{row[repeat_column]:.0%}" if repeat_column and pd.notna(row[repeat_column]) else "–",
-                        help=f"Share of the token's genome occurrences inside `{params['repeat_annotation']}` intervals.")
+    in_repeats = row[repeat_column] if repeat_column else None
+    info_cols[4].metric("In repeats", f"{in_repeats:.0%}" if in_repeats is not None and pd.notna(in_repeats) else "–",
+                        help=f"Share of the token's genome occurrences inside `{params['repeat_annotation']}` "
+                        "intervals.")
 
     group_raw = group_corrected = None
     if groups is not None and group is not None:
@@ -284,7 +291,8 @@ def show_token() -> None:
     token_fig = charts.token_curve_figure(
         curve, token=token, group_label=group, group_raw=group_raw, group_corrected=group_corrected, band=band,
         marked_layer=layer if len(layers) > 1 else None,
-        title=f"{run_name} · {token} (id {token_id}) vs its {grouping_label.lower()} group" + (f" {group}" if group else ""))
+        title=f"{run_name} · {token} (id {token_id}) vs its {grouping_label.lower()} group"
+        + (f" {group}" if group else ""))
 
 
     def token_curve_data() -> pd.DataFrame:
@@ -324,8 +332,10 @@ def show_token() -> None:
             counts = means["count"]
             special = tokens.set_index("token_id")["is_special"].astype(bool)
             candidates = [t for t in range(len(counts)) if counts[t] > 0 and not special.get(t, True)]
-            nearest = charts.nearest_tokens(means[f"layer_{layer}"], token_id, candidates=candidates, k=int(n_neighbours))
-            near = charts.nearest_table(nearest, tokens, table, layer=layer, token_id=token_id, repeat_column=repeat_column)
+            nearest = charts.nearest_tokens(means[f"layer_{layer}"], token_id, candidates=candidates,
+                                            k=int(n_neighbours))
+            near = charts.nearest_table(nearest, tokens, table, layer=layer, token_id=token_id,
+                                        repeat_column=repeat_column)
             table_key = f"ss_nearest_{token_id}_{layer}"
             neighbour_ids = near["token_id"].tolist()
 
@@ -340,7 +350,8 @@ def show_token() -> None:
                 near, hide_index=True, key=table_key, on_select=open_neighbour, selection_mode="single-row",
                 column_config={
                     "cosine": st.column_config.NumberColumn(format="%.3f"),
-                    "reverse_complement": st.column_config.CheckboxColumn("rev. comp.", help=f"The reverse complement of {token}"),
+                    "reverse_complement": st.column_config.CheckboxColumn(
+                        "rev. comp.", help=f"The reverse complement of {token}"),
                     "frequency": st.column_config.NumberColumn(format="localized"),
                     "repeat_share": st.column_config.NumberColumn("in repeats", format="percent"),
                     "self_similarity": st.column_config.NumberColumn(f"raw (layer {layer})", format="%.3f"),
@@ -361,7 +372,8 @@ def show_token() -> None:
             st.error(f"The sampled occurrences of `{run_dir}` could not be read ({type(error).__name__}: {error}). "
                      f"Remake them with `{run.command_for(run_dir, run.EMBEDDINGS_DIR)}`.")
         else:
-            shown = charts.context_table(contexts, strings.reindex(range(int(strings.index.max()) + 1)).fillna("").tolist())
+            by_id = strings.reindex(range(int(strings.index.max()) + 1)).fillna("").tolist()
+            shown = charts.context_table(contexts, by_id)
             st.dataframe(
                 shown.style.set_properties(subset=["token"], **{"font-weight": "bold", "background-color": "#fde2e2"}),
                 hide_index=True, key="ss_contexts_table",
