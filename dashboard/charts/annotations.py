@@ -22,7 +22,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from dashboard.figures import CHAR_PX, SVG_MAX_POINTS, scatter_type  # noqa: F401 (SVG_MAX_POINTS: re-exported)
+from dashboard.figures import CHAR_PX, scatter_type
 from dashboard.charts.clusters import (NOISE_COLOUR, annotation_title, cluster_colour, cluster_name, selection_signature,
                                        share_label, split_share_column)
 

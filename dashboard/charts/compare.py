@@ -33,6 +33,7 @@ from dashboard.figures import scatter_type
 # The page's views (lazy tabs, one drawn at a time): link name -> tab label; the first is the default.
 VIEWS = {"maps": "Token maps", "groups": "Self-similarity by group", "agreement": "Per-token agreement",
          "probes": "Probes and evaluation"}
+
 K_NEIGHBOURS = 10  # nearest neighbours per token in the kNN overlap
 RUN_COLOURS = ("#1f77b4", "#ff7f0e")  # run A, run B
 RUN_DASHES = ("solid", "dash")

@@ -24,7 +24,7 @@ from plotly.subplots import make_subplots
 
 from analysis.segmentation import boundary_agreement, length_distribution
 from analysis.vocabulary import shared_tokens
-from dashboard.figures import CHAR_PX, SVG_MAX_POINTS, scatter_type  # noqa: F401 (SVG_MAX_POINTS: re-exported)
+from dashboard.figures import CHAR_PX, scatter_type
 
 PALETTE = [c for c in qualitative.D3 if c != "#7F7F7F"]  # per vocabulary, in the run's order; grey means "shared"
 TINT = 0.55  # share of white mixed into a vocabulary's colour for every other token block

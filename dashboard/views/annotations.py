@@ -98,6 +98,14 @@ def quiet_table(name: str):
         return None
 
 
+def clustered(tokens, token_clusters):
+    """``(the tokens with their cluster at the chosen layer and clustering, None)``, or ``(None, why not)``."""
+    try:
+        return cluster_charts.clustered_tokens(tokens, token_clusters, layer=layer, method=cluster_method), None
+    except ValueError as error:  # no such layer or clustering in the table
+        return None, str(error)
+
+
 def show_windows() -> None:
     """Windows as points (their mean embeddings' projection) coloured by an annotation; a click opens one."""
     st.subheader("Window map")
@@ -154,12 +162,10 @@ def show_composition() -> None:
     st.subheader("Label composition per token cluster")
     tokens = loaders.table_or_none(run_dir, run.TOKENS)
     token_clusters = loaders.table_or_none(run_dir, run.TOKEN_CLUSTERS) if tokens is not None else None
-    members = None
     if tokens is not None and token_clusters is not None:
-        try:
-            members = cluster_charts.clustered_tokens(tokens, token_clusters, layer=layer, method=cluster_method)
-        except ValueError as error:
-            st.info(f"{error} Remake them with `{run.command_for(run_dir, run.TOKEN_CLUSTERS)}`.")
+        members, problem = clustered(tokens, token_clusters)
+        if problem:
+            st.info(f"{problem} Remake them with `{run.command_for(run_dir, run.TOKEN_CLUSTERS)}`.")
         annotations = charts.share_annotations(tokens)
         if members is not None and not annotations:
             st.info(f"`{run.TOKENS}` holds no annotation shares: the run names no annotation files. Add them with "
@@ -235,12 +241,7 @@ def show_region() -> None:
     # is missing or damaged.
     window_annotations = quiet_table(run.WINDOW_ANNOTATIONS)
     token_clusters = quiet_table(run.TOKEN_CLUSTERS)
-    members = None
-    if token_clusters is not None:
-        try:
-            members = cluster_charts.clustered_tokens(tokens, token_clusters, layer=layer, method=cluster_method)
-        except ValueError:
-            pass
+    members = clustered(tokens, token_clusters)[0] if token_clusters is not None else None
     genome_dir = run_dir / run.TOKENIZED_DIR
     genome = TokenizedGenome.open(genome_dir)
     chromosomes = genome.chromosomes

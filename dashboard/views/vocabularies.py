@@ -26,7 +26,6 @@ REGION_KEY = "voc_region"  # select box: index of the comparison region; ?region
 PASTE_KEY = "voc_paste"  # text area: the pasted sequence (not in the link: up to 5 kb)
 WINDOW_KEY = "voc_window"  # range slider: nucleotides shown; ?span=<start>-<end>
 VIEW_KEY = "voc_view"  # tabs: the view drawn; ?view=<name> (lengths, the first, is left out of the link)
-VIEWS = charts.VIEWS
 SOURCES = {"region": "A comparison region of the genome", "pasted": "A pasted sequence"}
 COMPARISON = f"{run.VOCABULARIES_DIR}/comparison"
 
@@ -385,7 +384,7 @@ def show_segmentation() -> None:
 
 # --- The views: lazy tabs, one drawn at a time (?view=) ------------------------------------------
 state.keep(PAIR_A_KEY, PAIR_B_KEY, SOURCE_KEY, REGION_KEY, PASTE_KEY, WINDOW_KEY)  # the closed tabs' choices
-view, tabs = state.view_tabs(VIEW_KEY, VIEWS)
+view, tabs = state.view_tabs(VIEW_KEY, charts.VIEWS)
 with tabs[view]:
     {"lengths": show_lengths, "gc": show_gc, "cycles": show_cycles, "pair": show_pair,
      "segmentation": show_segmentation}[view]()

@@ -23,6 +23,14 @@ def open_page(monkeypatch, runs_dir: Path, page: str, **query: str) -> AppTest:
     return at
 
 
+def open_tab(at: AppTest, key: str, label: str) -> AppTest:
+    """Click the tab ``label`` of the tabs with widget ``key`` (lazy tabs keep their label in session state)."""
+    at.session_state[key] = label
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
 def caption(at: AppTest, text: str) -> str:
     """The one caption containing ``text``."""
     found = [c.value for c in at.caption if text in c.value]

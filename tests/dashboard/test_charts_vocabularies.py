@@ -10,6 +10,7 @@ import plotly.graph_objects as go
 import pytest
 
 from analysis.vocabulary import vocabulary_summary, vocabulary_token_table
+from dashboard import figures
 from dashboard.charts import vocabularies as charts
 
 
@@ -118,7 +119,7 @@ def test_frequency_points_dodge_vocabularies_and_leave_zeros_off(small, large):
 
 
 def test_frequency_figure_uses_webgl_beyond_svg_max_points():
-    n = charts.SVG_MAX_POINTS + 1
+    n = figures.SVG_MAX_POINTS + 1
     table = pd.DataFrame({"token_id": np.arange(n), "token": ["A"] * n, "length": np.ones(n, dtype=np.int64),
                           "frequency": np.ones(n, dtype=np.int64), "is_special": np.zeros(n, dtype=bool)})
     fig = charts.frequency_length_figure(charts.frequency_length_points({"big": table}))

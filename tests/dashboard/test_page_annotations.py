@@ -14,6 +14,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from analysis import run
+from dashboard import figures
 from dashboard.charts import annotations as charts
 from tests.dashboard import apptest
 from tests.dashboard.apptest import caption, chart_specs, copy_run, param
@@ -29,10 +30,8 @@ SECTIONS = {"windows": "Window map", "composition": "Label composition per token
 
 
 def open_view(at: AppTest, view: str) -> AppTest:
-    """Click the tab of ``view`` (the tabs' state is their label)."""
-    at.session_state[VIEW_KEY] = charts.VIEWS[view]
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
+    """Click the tab of ``view``; its heading is the only one drawn."""
+    apptest.open_tab(at, VIEW_KEY, charts.VIEWS[view])
     assert [s.value for s in at.subheader] == [SECTIONS[view]]
     return at
 
@@ -84,7 +83,7 @@ def test_page_shows_window_map_composition_probes_and_region(monkeypatch, runs_d
     assert len(at.get("plotly_chart")) == 1
     window_map = chart_titled(at, "windows")
     assert sum(len(t["customdata"]) for t in window_map["data"]) == n_drawn
-    expected_type = "scattergl" if n_drawn > charts.SVG_MAX_POINTS else "scatter"  # WebGL only for big maps
+    expected_type = "scattergl" if n_drawn > figures.SVG_MAX_POINTS else "scatter"  # WebGL only for big maps
     assert all(t["type"] == expected_type for t in window_map["data"])
     assert {t["name"].rsplit(" (", 1)[0] for t in window_map["data"]} == set(windows["chromatin_states"])
     note = caption(at, "windows drawn")

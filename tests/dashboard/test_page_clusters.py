@@ -28,11 +28,7 @@ def points_in(spec: dict) -> int:
 
 
 def open_view(at: AppTest, view: str) -> AppTest:
-    """Click the tab of ``view`` (the tabs' state is their label)."""
-    at.session_state["cl_view"] = charts.VIEWS[view]
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return apptest.open_tab(at, "cl_view", charts.VIEWS[view])
 
 
 def frame(at: AppTest, column: str):

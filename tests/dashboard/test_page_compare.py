@@ -20,6 +20,7 @@ from analysis import run
 from analysis.projections import pca_projection
 from dashboard import figures
 from dashboard.charts import compare as charts
+from tests.dashboard.apptest import open_tab
 from tests.dashboard.test_app import open_app
 
 PAGE = "views/compare.py"
@@ -67,11 +68,7 @@ def compare(monkeypatch, runs_dir: Path, **query: str):
 
 
 def open_view(at, view: str):
-    """Click the tab of ``view`` (the tabs' state is their label)."""
-    at.session_state[VIEW_KEY] = charts.VIEWS[view]
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return open_tab(at, VIEW_KEY, charts.VIEWS[view])
 
 
 def caption(at, fragment: str) -> str:

@@ -28,11 +28,7 @@ VIEW_KEY = "ss_view"  # the tabs: one view drawn at a time
 
 
 def open_view(at: AppTest, view: str) -> AppTest:
-    """Click the tab of ``view`` (the tabs' state is their label)."""
-    at.session_state[VIEW_KEY] = charts.VIEWS[view]
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return apptest.open_tab(at, VIEW_KEY, charts.VIEWS[view])
 
 
 def metric(at: AppTest, prefix: str):

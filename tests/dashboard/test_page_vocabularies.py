@@ -49,9 +49,7 @@ def metrics(at: AppTest) -> dict[str, str]:
 
 
 def open_view(at: AppTest, view: str) -> AppTest:
-    """Click the tab of ``view`` (the tabs' state is their label)."""
-    at.session_state[VIEW_KEY] = charts.VIEWS[view]
-    return rerun(at)
+    return apptest.open_tab(at, VIEW_KEY, charts.VIEWS[view])
 
 
 def n_charts(at: AppTest) -> int:
