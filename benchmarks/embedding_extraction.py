@@ -16,6 +16,11 @@ on training. Every method runs on the same windows, the extractor's own list
      batch_size=B))`` into a fresh folder, the whole call (set-up and final writes included), in the
      dtype ``ExtractionConfig.dtype="auto"`` picks here (``resolve_dtype``: bf16 autocast on a CPU with
      native bf16, else float32);
+   * extraction, genome-scale sampling: the same call with a smaller reservoir K
+     (``genome_scale_sampling``): a run this short is in the reservoir's fill phase and copies nearly
+     every occurrence's vectors into ``samples.npy``, which a genome-scale run does for a fraction of a
+     percent of its occurrences; with this K these windows still write at least the share hg19 would
+     at K = 500 (``expected_sampled_share``), so it measures the rate of a long run, conservatively;
    * bare: batches of B pre-made windows through ``model(input_ids, attention_mask,
      output_hidden_states=True)`` under ``torch.inference_mode()``, nothing kept, in the extraction's
      dtype (the 90% target compares like with like);
@@ -26,12 +31,13 @@ on training. Every method runs on the same windows, the extractor's own list
    * with ``--also-float32`` (when the extraction's dtype is not float32 already): extraction and bare
      in float32 too, for contrast.
 
-   Each is warmed up once, then all run back to back in every repeat (the order rotating) and the
-   medians are reported; ratios are medians of per-repeat ratios, which stay fair when other jobs load the
-   machine. Targets: extraction >= 3x naive, extraction >= 90% of bare. One more extraction runs with
-   timers around each of its parts (wrapped functions and forward hooks, exclusive times) to show where
-   its time goes; it checkpoints once, half-way (the default cadence, every 60 s, never fires in calls
-   this short).
+   Each is warmed up once. Every repeat runs each bare pass, then the extractions (their order
+   rotating), then each bare pass again, then the naive way; a repeat's bare time is the mean of its
+   two runs around the extractions, since this VM's speed drifts by 10-30% within seconds. Medians are
+   reported; ratios are medians of per-repeat ratios. Targets: extraction >= 3x naive, extraction >= 90%
+   of bare. One more extraction runs with timers around each of its parts (wrapped functions and
+   forward hooks, exclusive times) to show where its time goes; it checkpoints once, half-way (the
+   default cadence, every 60 s, never fires in calls this short).
 2. Memory: the extraction (and, for contrast, the naive way) in a fresh process for N and 10N windows
    of the first preset; the peak RSS (VmHWM) and, polled every few ms from outside, the peaks of
    RssAnon (the process's own heap) and RssFile (file pages mapped, ``samples.npy`` among them).
@@ -72,12 +78,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import grover_core.extract as extract_module  # noqa: E402
-from grover_core.extract import ExtractionConfig, extract_embeddings, resolve_dtype, window_table  # noqa: E402
+from grover_core.extract import (ExtractionConfig, expected_sampled_share, extract_embeddings,  # noqa: E402
+                                 resolve_dtype, window_table)
 from grover_core.extract import _autocast  # noqa: E402  (the bare passes autocast as the extractor does)
 from grover_core.model import build_model, count_parameters, model_config  # noqa: E402
 from grover_core.pretrain import collate_windows  # noqa: E402
 from grover_core.tokenized_genome import TokenizedGenome  # noqa: E402
-from grover_core.tokenizer import load_tokenizer  # noqa: E402
+from grover_core.tokenizer import load_tokenizer, special_token_mask  # noqa: E402
 
 from _markdown import write_section  # noqa: E402 (benchmarks/ is on sys.path when a script runs)
 
@@ -88,6 +95,7 @@ MEMORY_TARGET = 1.2  # peak RSS with 10x the windows over the peak with 1x
 SELF_SIMILARITY_TARGET_S = 60.0
 SELF_SIMILARITY_SHAPE = (13, 601, 500, 768)  # layers, vocabulary, K, hidden: grover-base's summaries
 HG19_WINDOWS = 1.4e6  # windows of 510 tokens in hg19, about
+HG19_TOKENS = HG19_WINDOWS * 510
 THREADS = 2
 HIGH_SPREAD = 0.10  # (max - min) / median of a measurement's repeats above this: flagged as noisy
 POOL_VALUES = 64 * 2**20  # random normal values drawn for the self-similarity input (128 MB as float16)
@@ -97,11 +105,13 @@ DEFAULT_BATCH = {"grover-small": 16, "grover-tiny": 32, "grover-test": 32, "grov
 # Parts of an extraction whose cost does not grow with the windows streamed (per call).
 ONE_OFF_PARTS = ("fingerprint_model", "window_table", "open/create .npy", "_create_window_arrays", "_finish",
                  "_sort_slots_by_key", "flush in _sort_slots_by_key", "flush in _finish", "_write_token_means",
-                 "_save_npy", "_expected_fill", "_prefault", "other")
+                 "_save_npy", "_expected_held", "_prefault", "other")
 # Which dtype each method runs in; "bare" and "bare_encoder" follow the extraction's.
-METHODS = ("extraction", "bare", "bare_encoder", "naive", "extraction_float32", "bare_float32")
-LABELS = {"extraction": "extraction", "bare": "bare", "bare_encoder": "bare, encoder only", "naive": "naive",
-          "extraction_float32": "extraction, float32", "bare_float32": "bare, float32"}
+METHODS = ("extraction", "extraction_genome_scale", "bare", "bare_encoder", "naive", "extraction_float32",
+           "bare_float32")
+LABELS = {"extraction": "extraction", "extraction_genome_scale": "extraction, genome-scale sampling", "bare": "bare",
+          "bare_encoder": "bare, encoder only", "naive": "naive", "extraction_float32": "extraction, float32",
+          "bare_float32": "bare, float32"}
 
 
 # --------------------------------------------------------------------------------------------- data
@@ -256,7 +266,7 @@ def extraction_part_timers(model: torch.nn.Module, parts: dict[str, float]):
 
     targets = [(extract_module, fn, fn) for fn in (
         "fingerprint_model", "window_table", "collate_windows", "_stream_batch", "bottom_k_update", "_checkpoint",
-        "_finish", "_sort_slots_by_key", "_write_token_means", "_save_npy", "_create_window_arrays", "_expected_fill",
+        "_finish", "_sort_slots_by_key", "_write_token_means", "_save_npy", "_create_window_arrays", "_expected_held",
         "_prefault")
         if hasattr(extract_module, fn)]
     targets += [(np.lib.format, "open_memmap", "open/create .npy"),
@@ -286,6 +296,31 @@ def extraction_breakdown(model, tokenizer, genome, config: ExtractionConfig, scr
     return dict(parts)
 
 
+def token_counts(windows: list[np.ndarray], tokenizer, vocab: int) -> np.ndarray:
+    """Occurrences per token id in ``windows``, special tokens left out (the extractor samples none)."""
+    counts = np.bincount(np.concatenate(windows), minlength=vocab)[:vocab]
+    special = special_token_mask(tokenizer)[:vocab]
+    counts[: special.size][special] = 0
+    return counts
+
+
+def genome_scale_sampling(counts: np.ndarray, *, capacity: int, genome_tokens: float = HG19_TOKENS) -> dict:
+    """A reservoir size under which these windows write at least the share of occurrences a genome run would.
+
+    A short run sits in the reservoir's fill phase: nearly every occurrence is copied into
+    ``samples.npy``. A genome-scale run (``genome_tokens`` occurrences with these windows' token
+    frequencies) at ``capacity`` writes a far smaller share (``expected_sampled_share``). Returns the
+    smallest K >= 1 whose expected share in these windows is still at least that (K = 1 when every K
+    writes more), with the shares: ``{"k", "share", "default_share", "genome_share"}``.
+    """
+    genome_share = expected_sampled_share(counts / max(counts.sum(), 1) * genome_tokens, capacity)
+    k = 1
+    while k < capacity and expected_sampled_share(counts, k) < genome_share:
+        k += 1
+    return {"k": k, "share": expected_sampled_share(counts, k),
+            "default_share": expected_sampled_share(counts, capacity), "genome_share": genome_share}
+
+
 def _spread(values: list[float]) -> float:
     return (max(values) - min(values)) / statistics.median(values) if len(values) > 1 else 0.0
 
@@ -294,7 +329,8 @@ def measure_speed(preset: str, n_windows: int, batch_size: int, *, tokenizer, ge
                   device: torch.device, naive: bool = True, also_float32: bool = False, log=print) -> dict:
     """Extraction, bare (full model and encoder only), naive windows/s on one model and the same windows.
 
-    Medians over repeats; every method runs once per repeat, back to back, the order rotating.
+    Medians over repeats; in every repeat each bare pass runs before and after the extractions (the
+    mean is its time), the naive way last.
     """
     model = build_model(model_config(preset), tokenizer, seed=0).to(device).eval()
     window = window_tokens_for(model, None)
@@ -306,8 +342,12 @@ def measure_speed(preset: str, n_windows: int, batch_size: int, *, tokenizer, ge
     dtype = resolve_dtype(config.dtype, device)
     float32 = torch.float32
     tokens = sum(int(w.size) for w in windows)
+    sampling = genome_scale_sampling(token_counts(windows, tokenizer, model.config.vocab_size),
+                                     capacity=config.reservoir_size)
+    genome_scale = dataclasses.replace(config, reservoir_size=sampling["k"])
     runs = {
         "extraction": lambda: timed_extraction(model, tokenizer, genome, config, scratch),
+        "extraction_genome_scale": lambda: timed_extraction(model, tokenizer, genome, genome_scale, scratch),
         "bare": lambda: bare_pass(model, batches, device, dtype),
         "bare_encoder": lambda: bare_pass(model.base_model, batches, device, dtype),
         "naive": lambda: _timed(lambda: naive_extraction(model, tokenizer, windows, device)),
@@ -331,10 +371,20 @@ def measure_speed(preset: str, n_windows: int, batch_size: int, *, tokenizer, ge
 
     seconds: dict[str, list[float]] = {m: [] for m in methods}
     loads = []
+    # This VM's speed drifts by 10-30% within seconds. So each repeat sandwiches the extractions between
+    # two runs of each bare pass (their mean is the repeat's bare time: a ratio of neighbours), the
+    # extractions' order rotating; the naive way, slower by far, runs last.
+    sandwich = [m for m in methods if m.startswith("bare")]
+    middle = [m for m in methods if m.startswith("extraction")]
     for repeat in range(repeats):
-        order = methods[repeat % len(methods):] + methods[:repeat % len(methods)]  # none always goes first
-        for method in order:
+        before = {m: runs[m]() for m in sandwich}
+        for method in middle[repeat % len(middle):] + middle[:repeat % len(middle)]:
             seconds[method].append(runs[method]())
+        after = {m: runs[m]() for m in reversed(sandwich)}
+        for m in sandwich:
+            seconds[m].append((before[m] + after[m]) / 2)
+        if naive:
+            seconds["naive"].append(runs["naive"]())
         loads.append(os.getloadavg()[0])
         log(f"  {preset} repeat {repeat + 1}/{repeats}: " + ", ".join(
             f"{m} {n_windows / seconds[m][-1]:.2f}" for m in methods) + f" windows/s (load {loads[-1]:.2f})")
@@ -359,12 +409,15 @@ def measure_speed(preset: str, n_windows: int, batch_size: int, *, tokenizer, ge
         "best_windows_per_s": {m: max(r) for m, r in rate.items()},
         "spread": {m: _spread(r) for m, r in rate.items()},
         "extraction_over_bare": ratio("extraction", "bare"),
+        "genome_scale": {**sampling, "over_bare": ratio("extraction_genome_scale", "bare"),
+                         "over_bare_encoder": ratio("extraction_genome_scale", "bare_encoder")},
         "extraction_over_bare_encoder": ratio("extraction", "bare_encoder"),
         "repeats_windows_per_s": rate, "repeats_load": loads, "breakdown_s": breakdown,
         "breakdown_bare_s": bare_around,
     }
     if naive:
         figures["extraction_over_naive"] = ratio("extraction", "naive")
+        figures["genome_scale"]["over_naive"] = ratio("extraction_genome_scale", "naive")
     if "extraction_float32" in rate:
         figures["extraction_float32_over_bare_float32"] = ratio("extraction_float32", "bare_float32")
         figures["bare_over_bare_float32"] = ratio("bare", "bare_float32")
@@ -543,6 +596,7 @@ def measure_gpu(*, tokenizer, genome, scratch: Path, n_windows: int, batch_size:
     figures["gpu"] = torch.cuda.get_device_name(0)
     figures["hg19_hours"] = HG19_WINDOWS / figures["windows_per_s"]["extraction"] / 3600
     figures["hg19_hours_streaming"] = HG19_WINDOWS / figures["streaming_windows_per_s"] / 3600
+    figures["hg19_hours_genome_scale"] = HG19_WINDOWS / figures["windows_per_s"]["extraction_genome_scale"] / 3600
     return figures
 
 
@@ -603,6 +657,14 @@ def _memory_lines(memory: dict) -> list[str]:
             lines.append(f"- Extraction, peak RSS at {10 * n} windows / at {n}: **{rss:.2f}x** "
                          f"(target <= {MEMORY_TARGET:g}x: {_verdict(rss <= MEMORY_TARGET)}); peak RssAnon "
                          f"{anon:.2f}x ({_verdict(anon <= MEMORY_TARGET)} on the heap alone).")
+            file_growth = large["polled_peak_kb"].get("RssFile", 0) - small["polled_peak_kb"].get("RssFile", 0)
+            if rss > MEMORY_TARGET and file_growth <= (large["samples_file_mb"] or 0) * 2**10:
+                lines.append(f"  What grew is mapped pages of `samples.npy` ({_mb(file_growth)} MB more): a run faults "
+                             "in only the sample slots its windows will fill, which grow with the windows until every "
+                             f"token's K slots are used and then stop, at the file's fixed size "
+                             f"({large['samples_file_mb']:,.0f} MB here: vocabulary x K x layers x hidden, not "
+                             "windows). They are page cache of the output file, which the kernel can write back and "
+                             "drop.")
             for r in (small, large):
                 polled = r["polled_peak_kb"]
                 lines.append(f"  - {r['windows']} windows: of the {_mb(r['end_kb']['VmHWM'])} MB peak, mapped file "
@@ -654,8 +716,9 @@ def report(speed: list[dict], memory: dict | None, self_sim: dict | None, gpu: d
              f"{started['memory_gb']:.0f} GB RAM), {started['date']}; torch {torch.__version__}, "
              f"{torch.get_num_threads()} intra-op threads, numpy {np.__version__}, Python "
              f"{platform.python_version()}. Load average (1 min) {started['load']:.2f} at the start and "
-             f"{ended['load']:.2f} at the end (the benchmark alone adds about 2; other jobs shared the 2 cores, "
-             "which is why all methods run back to back in every repeat and the ratios are per repeat).", "",
+             f"{ended['load']:.2f} at the end (the benchmark alone adds about 2). This VM's speed drifts by 10-30% "
+             "within seconds, so every repeat runs each bare pass before and after the extractions (its bare time is "
+             "the mean of the two) and the ratios are per repeat.", "",
              "Data: the demo genome (5.6 Mbp), a 600-cycle BPE learned on it and its tokenized genome, built as "
              "`build_run` builds them; randomly initialised models (`build_model(model_config(preset), tokenizer)`). "
              "All methods take the same windows: the extractor's own list (`window_table` with `max_windows`, "
@@ -669,7 +732,8 @@ def report(speed: list[dict], memory: dict | None, self_sim: dict | None, gpu: d
              "dtype; \"bare, encoder only\" is the same through `model.base_model`. Naive: one window at a time "
              "through `model(..., output_hidden_states=True)` under `torch.no_grad()` in float32, every layer's hidden "
              "states kept as numpy arrays in a list, per-token means of every layer at the end. Each method warmed up "
-             "once; medians of the repeats; ratios are medians of per-repeat ratios. Targets: extraction >= "
+             "once; medians of the repeats (a bare pass's repeat: the mean of its two runs); ratios are medians of "
+             "per-repeat ratios. Targets: extraction >= "
              f"{BARE_TARGET:.0%} of bare (same dtype), extraction >= {NAIVE_TARGET:g}x naive (float32).", "",
              "| preset | parameters | layers x hidden | window (tokens) | windows | batch | repeats | dtype: "
              "extraction and bare / naive | extraction windows/s | bare windows/s | bare, encoder only windows/s | "
@@ -690,6 +754,25 @@ def report(speed: list[dict], memory: dict | None, self_sim: dict | None, gpu: d
                      f"{w['bare_encoder']:.2f} | {naive} | "
                      f"{f['extraction_over_bare']:.1%} {_verdict(f['extraction_over_bare'] >= BARE_TARGET)} | "
                      f"{f['extraction_over_bare_encoder']:.1%} | {over_naive} | {spread} |")
+    lines += ["", "A run this short sits in the reservoir's fill phase: nearly every occurrence's vectors, every layer, "
+              "are copied into `samples.npy`, a write a genome-scale run makes for a fraction of a percent of its "
+              "occurrences (the i-th occurrence of a token enters its bottom-K sample with probability min(1, K / i): "
+              "`expected_sampled_share`; for hg19, these windows' token frequencies scaled to "
+              f"{HG19_WINDOWS / 1e6:.1f} M windows of 510 tokens). \"Genome-scale sampling\" is the same extraction "
+              "call, in the same repeats, with the smallest K under which these windows still write at least the "
+              "share hg19 would at K = 500 (so it copies more than a genome run, not less); everything else (window "
+              "embeddings, priorities, offers to the reservoir, the final writes) is unchanged:", "",
+              "| preset | K | occurrences written at K = 500, these windows | at that K, these windows | hg19 at "
+              "K = 500 (projected) | extraction, genome-scale sampling windows/s | / bare (target >= 90%) | / bare, "
+              "encoder only | / naive (target >= 3x) |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for f in speed:
+        g, w = f["genome_scale"], f["windows_per_s"]
+        over_naive = (f"{g['over_naive']:.2f}x {_verdict(g['over_naive'] >= NAIVE_TARGET)}"
+                      if "over_naive" in g else "n/a")
+        lines.append(f"| {f['preset']} | {g['k']} | {g['default_share']:.1%} | {g['share']:.2%} | "
+                     f"{g['genome_share']:.2%} | {w['extraction_genome_scale']:.2f} | {g['over_bare']:.1%} "
+                     f"{_verdict(g['over_bare'] >= BARE_TARGET)} | {g['over_bare_encoder']:.1%} | {over_naive} |")
     contrast = [f for f in speed if "extraction_float32" in f["windows_per_s"]]
     if contrast:
         lines += ["", "For contrast, the same windows in float32 (extraction with `dtype=\"float32\"`, bare without "
@@ -756,7 +839,9 @@ def report(speed: list[dict], memory: dict | None, self_sim: dict | None, gpu: d
                      f"the streaming loop without one-off parts {gpu['streaming_windows_per_s']:.1f}). Projected time "
                      f"for hg19 ({HG19_WINDOWS / 1e6:.1f} M windows of 510 tokens) = {HG19_WINDOWS:.1e} / "
                      f"{w['extraction']:.1f} = **{gpu['hg19_hours']:.1f} h** ({gpu['hg19_hours_streaming']:.1f} h at "
-                     "the streaming loop's rate); a projection, not a whole-genome run.")
+                     f"the streaming loop's rate; {gpu['hg19_hours_genome_scale']:.1f} h at the rate with genome-scale "
+                     f"sampling, {w['extraction_genome_scale']:.1f} windows/s, K = {gpu['genome_scale']['k']}); a "
+                     "projection, not a whole-genome run.")
     else:
         lines.append(f"GPU: not measured ({gpu['reason']}). No windows/s for `grover-base` on a GPU and no projected "
                      "time for hg19 are given.")
@@ -781,7 +866,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--windows", type=int, nargs="+",
                         help="windows per preset (default: 4096 for grover-tiny, 256 for grover-small)")
     parser.add_argument("--batch-size", type=int, nargs="+", help="batch per preset (default: 32 / 16)")
-    parser.add_argument("--repeats", type=int, default=3, help="repeats of each speed measurement; medians reported")
+    parser.add_argument("--repeats", type=int, default=5, help="repeats of each speed measurement; medians reported")
     parser.add_argument("--memory-windows", type=int, default=1000, help="N of the memory test (10N is run too)")
     parser.add_argument("--also-float32", action="store_true",
                         help="also time extraction and bare in float32 when the extraction's dtype is not float32")

@@ -271,6 +271,36 @@ def _bottom_k(keys, tokens, candidate, accepted, rows, slots):
     return taken
 
 
+def expected_sampled_share(counts: np.ndarray, capacity: int) -> float:
+    """The expected share of occurrences a bottom-``capacity`` sample writes over a whole stream.
+
+    ``counts``: occurrences per token. The i-th occurrence of a token (in any order: priorities are
+    random) enters its sample with probability min(1, K / i), so a token seen n times writes
+    min(n, K) + K (H(n) - H(K)) samples in expectation (H: harmonic numbers). Each write copies the
+    occurrence's vectors of every layer into ``samples.npy``: this says how much of a run that work is
+    (nearly all of a short run; a fraction of a percent of a genome-scale one). Exact for occurrences
+    offered one at a time; in batches an offer beaten within its own batch is never written, so a
+    run writes a little less.
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    counts = counts[counts > 0]
+    if counts.size == 0:
+        return 0.0
+    k = float(capacity)
+    harmonic = _harmonic(counts) - _harmonic(np.full_like(counts, k))
+    written = np.where(counts <= k, counts, k + k * harmonic)
+    return float(written.sum() / counts.sum())
+
+
+def _harmonic(n: np.ndarray) -> np.ndarray:
+    """H(n) = 1 + 1/2 + ... + 1/n: exact below 64, the asymptotic series (error < 1e-9) from there."""
+    small = np.concatenate([[0.0], np.cumsum(1.0 / np.arange(1, 64))])
+    exact = small[np.minimum(n, 63).astype(np.int64)]
+    safe = np.maximum(n, 1.0)
+    series = np.log(safe) + np.euler_gamma + 1 / (2 * safe) - 1 / (12 * safe**2) + 1 / (120 * safe**4)
+    return np.where(n < 64, exact, series)
+
+
 def merge_bottom_k(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Merge per-token bottom-K samples of several processes exactly.
 
@@ -487,7 +517,7 @@ def extract_embeddings(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBas
     skip[: min(vocab, special.size)] = special[:vocab]
     arrays = {name: (genome.ids(name), genome.starts(name)) for name in chromosomes}
     samples = np.load(out_dir / SAMPLES, mmap_mode="r+")
-    _prefault(samples, _expected_fill(todo, arrays, state.keys, skip))
+    _prefault(samples, _expected_held(todo, arrays, state.keys, skip))
     window_arrays = _open_window_arrays(out_dir) if config.window_embeddings else None
     bar = tqdm(total=len(my_windows), initial=state.windows_done, desc="embedding windows", unit="window",
                disable=not progress)
@@ -671,9 +701,9 @@ _POOLS: dict = {}
 
 
 def _compiled_kernels() -> dict:
-    """``_layer_sums``, ``_copy_rows`` and ``_bottom_k`` compiled with numba (imported here: reading extractions must
-    stay light). Reassociation lets the compiler vectorise the norm's sum (in a fixed order still:
-    deterministic); no assumption about NaN or infinity is made. They release the GIL."""
+    """``_layer_sums``, ``_copy_rows``, ``_bottom_k`` and ``_permute_slots`` compiled with numba (imported here:
+    reading extractions must stay light). Reassociation lets the compiler vectorise the norm's sum (in a
+    fixed order still: deterministic); no assumption about NaN or infinity is made. They release the GIL."""
     if not _KERNELS:
         import numba
 
@@ -681,6 +711,7 @@ def _compiled_kernels() -> dict:
         _KERNELS["layer_sums"] = numba.njit(cache=True, nogil=True, fastmath=flags)(_layer_sums)
         _KERNELS["copy_rows"] = numba.njit(cache=True, nogil=True)(_copy_rows)
         _KERNELS["bottom_k"] = numba.njit(cache=True, nogil=True)(_bottom_k)
+        _KERNELS["permute_slots"] = numba.njit(cache=True, nogil=True)(_permute_slots)
     return _KERNELS
 
 
@@ -754,14 +785,14 @@ def _physical_memory() -> int:
     return 0
 
 
-def _expected_fill(todo: pd.DataFrame, arrays: dict, keys: np.ndarray, skip: np.ndarray) -> float:
-    """The share of the sample slots that will be filled once ``todo`` is streamed (1 for a long run).
+def _expected_held(todo: pd.DataFrame, arrays: dict, keys: np.ndarray, skip: np.ndarray) -> np.ndarray:
+    """How many sample slots each token will hold once ``todo`` is streamed: ``[vocab]``.
 
-    A token holds its occurrences up to K: min(held + occurrences to come, K) of its K slots.
+    A token holds its occurrences up to K: min(held + occurrences to come, K); its filled slots are
+    always a prefix (see ``bottom_k_update``).
     """
     vocab, capacity = keys.shape
-    if todo["n_tokens"].sum() >= 8 * vocab * capacity:
-        return 1.0
+    held = (keys != EMPTY_KEY).sum(axis=1)
     counts = np.zeros(vocab, dtype=np.int64)
     for name, group in todo.groupby("chromosome", sort=False):
         lengths = group["n_tokens"].to_numpy()
@@ -769,21 +800,31 @@ def _expected_fill(todo: pd.DataFrame, arrays: dict, keys: np.ndarray, skip: np.
         offset = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
         counts += np.bincount(arrays[name][0][first + offset], minlength=vocab)[:vocab]
     counts[skip] = 0
-    return float(np.minimum((keys != EMPTY_KEY).sum(axis=1) + counts, capacity).sum() / keys.size)
+    return np.minimum(held + counts, capacity)
 
 
-def _prefault(samples: np.memmap, fill: float) -> None:
-    """Fault in all of ``samples.npy`` up front (Linux, ``MADV_POPULATE_WRITE``) when ``fill`` is high.
+# Ranges shorter than this are populated without read-ahead (``MADV_RANDOM``): the kernel would
+# otherwise page in and zero up to ``read_ahead_kb`` (8 MB on this machine) of the sparse file around
+# each one, so a run that fills a little of every token's rows would pay as if it filled the file.
+SHORT_RANGE_BYTES = 2 * 2**20
+
+
+def _prefault(samples: np.memmap, held: np.ndarray) -> None:
+    """Fault in (Linux, ``MADV_POPULATE_WRITE``) the part of ``samples.npy`` the slots in ``held`` will use.
 
     Pages of the sparse file faulted in one at a time, as samples land, cost about 1.5 s per GB
-    touched, more than writing the samples; populating the whole file costs about 0.3 s per GB
-    (spread over torch's threads; the kernel backs long ranges with large pages). So it pays once
-    a quarter of the slots will be filled. The kernel's default read-ahead is kept: each batch's
-    samples are written in ascending slot order, for which it is about 3x faster than
-    ``MADV_RANDOM``.
+    touched, more than writing the samples; populating them up front is cheaper (spread over torch's
+    threads). A token's filled slots are a prefix of its row, so per layer and token exactly slots
+    ``0 .. held - 1`` are populated, and nothing else: a short run maps only what it fills.
+    Consecutive full rows make one long range, which the kernel populates with large pages and
+    read-ahead (a whole 1.1 GB file: about 0.25 s); short ranges get ``MADV_RANDOM`` first, since
+    read-ahead would page in and zero megabytes around each (4,207 rows, 113 MB in all: 0.16 s
+    instead of 0.4 s).
     """
-    if fill < 0.25 or 4 * samples.nbytes > _physical_memory() or not sys.platform.startswith("linux") \
-            or getattr(samples, "_mmap", None) is None:
+    layers, vocab, capacity, hidden = samples.shape
+    slot_bytes = hidden * samples.itemsize
+    if not held.any() or 4 * int(held.sum()) * layers * slot_bytes > _physical_memory() \
+            or not sys.platform.startswith("linux") or getattr(samples, "_mmap", None) is None:
         return
     try:
         import ctypes
@@ -793,10 +834,28 @@ def _prefault(samples: np.memmap, fill: float) -> None:
     except (OSError, AttributeError):
         return
     populate = getattr(mmap, "MADV_POPULATE_WRITE", 23)  # Linux >= 5.14; older kernels refuse it (harmless)
-    start = samples.ctypes.data - samples.ctypes.data % mmap.PAGESIZE  # the mapping's page below element 0
-    end = samples.ctypes.data + samples.nbytes
-    piece = 64 * 2**20
-    _in_parallel(lambda begin: madvise(begin, min(piece, end - begin), populate), list(range(start, end, piece)))
+    # Byte ranges [row start, row start + held) of every (layer, token) row, joined where they touch.
+    row_start = samples.ctypes.data + np.arange(layers * vocab, dtype=np.int64) * capacity * slot_bytes
+    row_end = row_start + np.tile(held, layers) * slot_bytes
+    used = row_end > row_start
+    row_start, row_end = row_start[used], row_end[used]
+    joins = np.flatnonzero(row_end[:-1] != row_start[1:])  # a gap after these rows
+    starts = np.concatenate([row_start[:1], row_start[joins + 1]])
+    ends = np.concatenate([row_end[joins], row_end[-1:]])
+    page = mmap.PAGESIZE
+    starts -= starts % page  # madvise wants a page-aligned start
+    piece = 64 * 2**20  # long ranges cut into pieces, for the threads
+    ranges = [(begin, min(begin + piece, end)) for start, end in zip(starts.tolist(), ends.tolist())
+              for begin in range(start, end, piece)]
+    workers = max(1, torch.get_num_threads())
+
+    def populate_share(first: int) -> None:  # one thread's share of the ranges, in one loop
+        for begin, end in ranges[first::workers]:
+            if end - begin < SHORT_RANGE_BYTES:
+                madvise(begin, end - begin, mmap.MADV_RANDOM)
+            madvise(begin, end - begin, populate)
+
+    _in_parallel(populate_share, list(range(min(workers, len(ranges)))))
 
 
 def _create_window_arrays(out_dir: Path, n_windows: int, layers: int, hidden: int) -> None:
@@ -862,35 +921,38 @@ def _finish(out_dir: Path, state: _State, samples, job: dict) -> None:
     (out_dir / CHECKPOINT).unlink(missing_ok=True)
 
 
-def _sort_slots_by_key(samples: np.memmap, state: _State, *, block_bytes: int = 16 * 2**20) -> None:
+def _sort_slots_by_key(samples: np.memmap, state: _State) -> None:
     """Put each token's samples in ascending priority: a canonical layout (a merge of shards gives the
     same file as one process) in which the first k samples are themselves a uniform sample of k.
 
-    Works through blocks of consecutive tokens; each layer's block is read once, permuted in memory
-    and written back once.
+    Each layer is permuted in place by a compiled pass (``_permute_slots``, the layers spread over
+    torch's threads) that reads and writes only each token's filled slots: the free ones may be
+    holes of the sparse file, which touching would fault in.
     """
     capacity = state.keys.shape[1]
     order = np.argsort(state.keys, axis=1, kind="stable")
     filled = (state.keys != EMPTY_KEY).sum(axis=1)
     moved = (order != np.arange(capacity)).any(axis=1)
-    per_block = max(1, block_bytes // (capacity * samples.shape[3] * samples.itemsize))
-    vocab = state.keys.shape[0]
-
-    def sort_block(begin: int) -> None:
-        end = min(begin + per_block, vocab)
-        # Free slots sit after the filled ones and stay put: read and write only slots 0..k-1.
-        k = int(filled[begin:end].max())
-        # Row i of the block, slot j takes what was in slot order[i, j]: one gather of whole vectors.
-        source = (np.arange(end - begin)[:, None] * k + order[begin:end, :k]).ravel()
-        for layer in range(samples.shape[0]):
-            block = np.array(samples[layer, begin:end, :k])
-            samples[layer, begin:end, :k] = block.reshape(-1, block.shape[-1])[source].reshape(block.shape)
-
-    # numpy lets go of the GIL while it copies: the blocks spread over torch's threads.
-    _in_parallel(sort_block, [b for b in range(0, vocab, per_block) if moved[b:b + per_block].any()])
+    if moved.any():
+        permute = _compiled_kernels()["permute_slots"]
+        rows = np.flatnonzero(moved)
+        _in_parallel(lambda layer: permute(np.asarray(samples[layer]).view(np.uint16), order, filled, rows),
+                     list(range(samples.shape[0])))
     state.keys = np.take_along_axis(state.keys, order, axis=1)
     state.sample_chromosome = np.take_along_axis(state.sample_chromosome, order, axis=1)
     state.sample_start = np.take_along_axis(state.sample_start, order, axis=1)
+
+
+def _permute_slots(layer, order, filled, rows):
+    """For each token row ``t`` in ``rows``: ``layer[t, j] = old layer[t, order[t, j]]`` for its filled slots
+    (compiled by ``_compiled_kernels``; ``layer`` ``[vocab, K, hidden]`` as uint16 bits)."""
+    scratch = np.empty((layer.shape[1], layer.shape[2]), dtype=layer.dtype)
+    for t in rows:
+        k = filled[t]
+        for j in range(k):
+            scratch[j] = layer[t, order[t, j]]
+        for j in range(k):
+            layer[t, j] = scratch[j]
 
 
 def _write_token_means(out_dir: Path, sums: np.ndarray, counts: np.ndarray, save_file) -> None:

@@ -9,10 +9,11 @@ import torch
 import grover_core.extract as extract_module
 from grover_core.errors import GroverInputError
 from grover_core.extract import (EMPTY_KEY, Extraction, ExtractionConfig, ExtractionShard, bottom_k_update,
-                                 extract_embeddings, merge_bottom_k, merge_extractions, occurrence_priority,
-                                 resolve_dtype)
+                                 expected_sampled_share, extract_embeddings, merge_bottom_k, merge_extractions,
+                                 occurrence_priority, resolve_dtype)
 from grover_core.model import build_model, model_config
 from grover_core.pretrain import collate_windows
+from grover_core.tokenizer import special_token_mask
 
 from .test_model_and_pretrain import make_genome
 
@@ -373,3 +374,117 @@ def test_dtype_auto_means_bf16_on_a_gpu_or_a_cpu_with_native_bf16(monkeypatch):
     assert resolve_dtype("bfloat16", cpu) == torch.bfloat16
     with pytest.raises(GroverInputError, match="float16"):
         resolve_dtype("float16", cpu)
+
+
+def test_expected_sampled_share_matches_bottom_k_sampling():
+    rng = np.random.default_rng(11)
+    counts = np.array([3, 40, 300, 0])
+    capacity, trials = 10, 120
+    written = {1: 0, 16: 0}
+    for _ in range(trials):
+        tokens = rng.permutation(np.repeat(np.arange(counts.size), counts))
+        keys = rng.integers(0, 2**63, size=tokens.size, dtype=np.uint64)
+        for batch in written:
+            held = np.full((counts.size, capacity), EMPTY_KEY, dtype=np.uint64)
+            for begin in range(0, tokens.size, batch):
+                written[batch] += bottom_k_update(held, tokens[begin:begin + batch], keys[begin:begin + batch])[0].size
+    expected = expected_sampled_share(counts, capacity)
+    assert written[1] / (trials * counts.sum()) == pytest.approx(expected, rel=0.03)  # offered one at a time
+    # In batches an offer beaten within its own batch is never written: fewer writes, never more.
+    assert written[16] < written[1]
+    # What it says about scale: below K every occurrence is written; a long stream writes a small share.
+    assert expected_sampled_share([5, 9], capacity) == 1.0
+    assert expected_sampled_share([10**9], 500) < 0.01
+    assert expected_sampled_share([], 500) == 0.0
+
+
+def _resident(array: np.ndarray) -> np.ndarray:
+    """Per page of a memory-mapped array: whether it is in memory (Linux ``mincore``)."""
+    import ctypes
+    import mmap
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    page = mmap.PAGESIZE
+    start = array.ctypes.data - array.ctypes.data % page
+    pages = (array.ctypes.data + array.nbytes - start + page - 1) // page
+    vector = (ctypes.c_ubyte * pages)()
+    assert libc.mincore(ctypes.c_void_p(start), ctypes.c_size_t(pages * page), vector) == 0
+    return np.frombuffer(vector, dtype=np.uint8) & 1 == 1
+
+
+def _sample_rows(tmp_path, layers=2, vocab=6, capacity=64, hidden=64):
+    """A fresh sparse ``samples.npy``; a row (one token of one layer) is 8 KiB: two whole pages."""
+    path = tmp_path / "samples.npy"
+    np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=(layers, vocab, capacity, hidden))
+    return np.load(path, mmap_mode="r+")
+
+
+def _filled_pages(samples, held) -> np.ndarray:
+    """Per page of ``samples`` (as in ``_resident``): whether it holds a byte of a filled slot."""
+    page = 4096
+    first = samples.ctypes.data - samples.ctypes.data % page
+    filled = np.zeros(_resident(samples).size, dtype=bool)
+    for layer in range(samples.shape[0]):
+        for token, count in enumerate(held):
+            if count:
+                begin = samples[layer, token].ctypes.data - first
+                end = begin + count * samples.strides[2]
+                filled[begin // page:(end - 1) // page + 1] = True
+    return filled
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="mincore and MADV_POPULATE are Linux")
+def test_prefault_maps_in_the_slots_a_run_will_fill_and_nothing_else(tmp_path):
+    samples = _sample_rows(tmp_path)
+    held = np.array([0, 3, 64, 64, 0, 1])
+    extract_module._prefault(samples, held)
+    resident, filled = _resident(samples), _filled_pages(samples, held)
+    assert resident[filled].all()
+    # Apart from the first page (the .npy header) and the last (numpy sizes a new file by writing its last byte):
+    assert not resident[1:-1][~filled[1:-1]].any()
+    assert (~filled).sum() > 4  # the free rows span pages of their own
+
+
+def test_expected_held_is_what_an_extraction_fills(setup, extracted):
+    tokenizer, genome, model = setup
+    windows = extracted.windows
+    arrays = {name: (genome.ids(name), genome.starts(name)) for name in windows["chromosome"].unique()}
+    skip = special_token_mask(tokenizer)
+    empty = np.full((len(tokenizer), CONFIG.reservoir_size), EMPTY_KEY, dtype=np.uint64)
+    assert np.array_equal(extract_module._expected_held(windows, arrays, empty, skip), extracted.filled())
+    # Resuming half-way: what is held counts, and a full token stays at K.
+    half = windows.iloc[len(windows) // 2:]
+    held = extract_module._expected_held(windows.iloc[:len(windows) // 2], arrays, empty, skip)
+    keys = np.where(np.arange(CONFIG.reservoir_size)[None, :] < held[:, None], np.uint64(1), EMPTY_KEY)
+    assert np.array_equal(extract_module._expected_held(half, arrays, keys, skip), extracted.filled())
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="mincore is Linux")
+def test_sorting_the_slots_orders_each_token_by_key_and_leaves_free_slots_unmapped(tmp_path):
+    samples = _sample_rows(tmp_path)
+    layers, vocab, capacity, hidden = samples.shape
+    rng = np.random.default_rng(5)
+    held = np.array([0, 5, 64, 2, 0, 40])
+    extract_module._prefault(samples, held)  # as an extraction does before its samples land
+    keys = np.full((vocab, capacity), EMPTY_KEY, dtype=np.uint64)
+    for token, count in enumerate(held):
+        keys[token, :count] = rng.permutation(count).astype(np.uint64) * 7 + 1
+        # Each slot holds one value (from layer, token and key) repeated: where a vector came from shows.
+        for layer in range(layers if count else 0):
+            samples[layer, token, :count] = np.stack([np.full(hidden, layer * 1000 + token * 100 + k % 100)
+                                                      for k in keys[token, :count]]).astype(np.float16)
+    state = extract_module._State(sums=torch.zeros(1), counts=held.copy(), keys=keys.copy(),
+                                  sample_chromosome=np.where(keys == EMPTY_KEY, -1, 0).astype(np.int32),
+                                  sample_start=np.where(keys == EMPTY_KEY, 0, keys).astype(np.int64),
+                                  windows_done=0)
+    extract_module._sort_slots_by_key(samples, state)
+    for token, count in enumerate(held):
+        assert np.array_equal(state.keys[token, :count], np.sort(keys[token, :count]))
+        assert (state.keys[token, count:] == EMPTY_KEY).all()
+        assert np.array_equal(state.sample_start[token, :count], state.keys[token, :count].astype(np.int64))
+        for layer in range(layers):
+            expected = layer * 1000 + token * 100 + state.keys[token, :count].astype(np.int64) % 100
+            assert np.array_equal(samples[layer, token, :count, 0].astype(np.int64), expected)
+            assert (samples[layer, token, :count] == samples[layer, token, :count, :1]).all()
+    resident, filled = _resident(samples), _filled_pages(samples, held)
+    assert not resident[1:-1][~filled[1:-1]].any()  # first page: the .npy header; last: numpy's sizing byte
