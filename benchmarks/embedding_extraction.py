@@ -606,6 +606,18 @@ def _verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
 
+def _table_head(*columns: str) -> list[str]:
+    """A Markdown table's header and separator rows."""
+    return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+
+
+def _against_targets(bare: float | None = None, *, naive: float | None = None) -> str:
+    """A table cell: a ratio to the bare pass ("91.2% PASS") or to the naive way ("3.10x PASS"); "n/a" if not run."""
+    if bare is not None:
+        return f"{bare:.1%} {_verdict(bare >= BARE_TARGET)}"
+    return "n/a" if naive is None else f"{naive:.2f}x {_verdict(naive >= NAIVE_TARGET)}"
+
+
 def _mb(kb: float | None) -> str:
     return "n/a" if kb is None else f"{kb / 2**10:,.0f}"
 
@@ -735,44 +747,40 @@ def report(speed: list[dict], memory: dict | None, self_sim: dict | None, gpu: d
              "once; medians of the repeats (a bare pass's repeat: the mean of its two runs); ratios are medians of "
              "per-repeat ratios. Targets: extraction >= "
              f"{BARE_TARGET:.0%} of bare (same dtype), extraction >= {NAIVE_TARGET:g}x naive (float32).", "",
-             "| preset | parameters | layers x hidden | window (tokens) | windows | batch | repeats | dtype: "
-             "extraction and bare / naive | extraction windows/s | bare windows/s | bare, encoder only windows/s | "
-             "naive windows/s | extraction / bare (target >= 90%) | extraction / bare, encoder only | "
-             "extraction / naive (target >= 3x) | spread (extraction / bare / encoder only / naive) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             *_table_head("preset", "parameters", "layers x hidden", "window (tokens)", "windows", "batch", "repeats",
+                          "dtype: extraction and bare / naive", "extraction windows/s", "bare windows/s",
+                          "bare, encoder only windows/s", "naive windows/s", "extraction / bare (target >= 90%)",
+                          "extraction / bare, encoder only", "extraction / naive (target >= 3x)",
+                          "spread (extraction / bare / encoder only / naive)")]
     for f in speed:
         w, s = f["windows_per_s"], f["spread"]
         spread = " / ".join(f"{s[m]:.0%}" if m in s else "n/a" for m in ("extraction", "bare", "bare_encoder", "naive"))
         if max(s.values()) > HIGH_SPREAD:
             spread += " (high)"
         naive = f"{w['naive']:.2f}" if "naive" in w else "not run"
-        over_naive = (f"{f['extraction_over_naive']:.2f}x {_verdict(f['extraction_over_naive'] >= NAIVE_TARGET)}"
-                      if "extraction_over_naive" in f else "n/a")
         lines.append(f"| {f['preset']} | {f['parameters'] / 1e6:.2f}M | {f['layers']} x {f['hidden']} | "
                      f"{f['window_tokens']} | {f['windows']} | {f['batch_size']} | {f['repeats']} | "
                      f"{f['dtype']} / {f['dtypes'].get('naive', 'n/a')} | {w['extraction']:.2f} | {w['bare']:.2f} | "
-                     f"{w['bare_encoder']:.2f} | {naive} | "
-                     f"{f['extraction_over_bare']:.1%} {_verdict(f['extraction_over_bare'] >= BARE_TARGET)} | "
-                     f"{f['extraction_over_bare_encoder']:.1%} | {over_naive} | {spread} |")
-    lines += ["", "A run this short sits in the reservoir's fill phase: nearly every occurrence's vectors, every layer, "
-              "are copied into `samples.npy`, a write a genome-scale run makes for a fraction of a percent of its "
-              "occurrences (the i-th occurrence of a token enters its bottom-K sample with probability min(1, K / i): "
-              "`expected_sampled_share`; for hg19, these windows' token frequencies scaled to "
+                     f"{w['bare_encoder']:.2f} | {naive} | {_against_targets(f['extraction_over_bare'])} | "
+                     f"{f['extraction_over_bare_encoder']:.1%} | "
+                     f"{_against_targets(naive=f.get('extraction_over_naive'))} | {spread} |")
+    lines += ["", "A run this short sits in the reservoir's fill phase: nearly every occurrence's vectors, every "
+              "layer, are copied into `samples.npy`, a write a genome-scale run makes for a fraction of a percent of "
+              "its occurrences (the i-th occurrence of a token enters its bottom-K sample with probability "
+              "min(1, K / i): `expected_sampled_share`; for hg19, these windows' token frequencies scaled to "
               f"{HG19_WINDOWS / 1e6:.1f} M windows of 510 tokens). \"Genome-scale sampling\" is the same extraction "
               "call, in the same repeats, with the smallest K under which these windows still write at least the "
               "share hg19 would at K = 500 (so it copies more than a genome run, not less); everything else (window "
               "embeddings, priorities, offers to the reservoir, the final writes) is unchanged:", "",
-              "| preset | K | occurrences written at K = 500, these windows | at that K, these windows | hg19 at "
-              "K = 500 (projected) | extraction, genome-scale sampling windows/s | / bare (target >= 90%) | / bare, "
-              "encoder only | / naive (target >= 3x) |",
-              "|---|---|---|---|---|---|---|---|---|"]
+              *_table_head("preset", "K", "occurrences written at K = 500, these windows", "at that K, these windows",
+                           "hg19 at K = 500 (projected)", "extraction, genome-scale sampling windows/s",
+                           "/ bare (target >= 90%)", "/ bare, encoder only", "/ naive (target >= 3x)")]
     for f in speed:
         g, w = f["genome_scale"], f["windows_per_s"]
-        over_naive = (f"{g['over_naive']:.2f}x {_verdict(g['over_naive'] >= NAIVE_TARGET)}"
-                      if "over_naive" in g else "n/a")
         lines.append(f"| {f['preset']} | {g['k']} | {g['default_share']:.1%} | {g['share']:.2%} | "
-                     f"{g['genome_share']:.2%} | {w['extraction_genome_scale']:.2f} | {g['over_bare']:.1%} "
-                     f"{_verdict(g['over_bare'] >= BARE_TARGET)} | {g['over_bare_encoder']:.1%} | {over_naive} |")
+                     f"{g['genome_share']:.2%} | {w['extraction_genome_scale']:.2f} | "
+                     f"{_against_targets(g['over_bare'])} | {g['over_bare_encoder']:.1%} | "
+                     f"{_against_targets(naive=g.get('over_naive'))} |")
     contrast = [f for f in speed if "extraction_float32" in f["windows_per_s"]]
     if contrast:
         lines += ["", "For contrast, the same windows in float32 (extraction with `dtype=\"float32\"`, bare without "
