@@ -96,6 +96,7 @@ SELF_SIMILARITY_TARGET_S = 60.0
 SELF_SIMILARITY_SHAPE = (13, 601, 500, 768)  # layers, vocabulary, K, hidden: grover-base's summaries
 HG19_WINDOWS = 1.4e6  # windows of 510 tokens in hg19, about
 HG19_TOKENS = HG19_WINDOWS * 510
+DEFAULT_K = ExtractionConfig().reservoir_size  # the reservoir every "extraction" row runs with
 THREADS = 2
 HIGH_SPREAD = 0.10  # (max - min) / median of a measurement's repeats above this: flagged as noisy
 POOL_VALUES = 64 * 2**20  # random normal values drawn for the self-similarity input (128 MB as float16)
@@ -630,9 +631,8 @@ def _memory_lines(memory: dict) -> list[str]:
              f"it: shared libraries, the memory-mapped `samples.npy` and window arrays) are peaks polled from "
              f"outside every {POLL_S * 1e3:.0f} ms, so a peak shorter than that can be missed; \"before\" is RSS "
              "after the model was built:", "",
-             "| method | windows | seconds | RSS before | peak RSS (VmHWM) | peak RssAnon | peak RssFile | "
-             "RssAnon at the end | samples.npy size |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             *_table_head("method", "windows", "seconds", "RSS before", "peak RSS (VmHWM)", "peak RssAnon",
+                          "peak RssFile", "RssAnon at the end", "samples.npy size")]
     for kind in ("extraction", "naive"):
         for count in (n, 10 * n):
             r = runs.get(f"{kind}_{count}")
@@ -699,7 +699,7 @@ def _where_time_goes(f: dict) -> list[str]:
              "call with timers: wrapped functions of `grover_core.extract` and forward hooks on `model.base_model`, "
              "exclusive seconds; \"flush in X\" is `np.memmap.flush` called from X; \"other\" is what no timer saw; "
              "this call checkpoints once, half-way). Parts marked one-off do not grow with the windows streamed:", "",
-             "| part | seconds | share | one-off |", "|---|---|---|---|"]
+             *_table_head("part", "seconds", "share", "one-off")]
     for name in names:
         if bd[name] < 0.0005 * total and name != "forward":
             continue
@@ -735,10 +735,11 @@ def report(speed: list[dict], memory: dict | None, self_sim: dict | None, gpu: d
              "`build_run` builds them; randomly initialised models (`build_model(model_config(preset), tokenizer)`). "
              "All methods take the same windows: the extractor's own list (`window_table` with `max_windows`, "
              "evenly spread, full length). Extraction: one `extract_embeddings` call with `ExtractionConfig("
-             "max_windows=N, window_tokens=W, batch_size=B)` (defaults otherwise: K = 500, window embeddings on, "
-             "`dtype=\"auto\"`, a checkpoint every 60 s) into a fresh folder, set-up and final writes included; it "
-             "runs the encoder (`model.base_model`: the MLM head's logits are never needed) in the dtype `auto` picks "
-             f"on this CPU ({dtype_note}: bf16 autocast where the CPU has native bf16, AMX / AVX512-BF16). Bare: "
+             f"max_windows=N, window_tokens=W, batch_size=B)` (defaults otherwise: K = {DEFAULT_K}, window "
+             "embeddings on, `dtype=\"auto\"`, a checkpoint every 60 s) into a fresh folder, set-up and final writes "
+             "included; it runs the encoder (`model.base_model`: the MLM head's logits are never needed) in the dtype "
+             f"`auto` picks on this CPU ({dtype_note}: bf16 autocast where the CPU has native bf16, AMX / "
+             "AVX512-BF16). Bare: "
              "batches of B pre-made windows through `model(input_ids, attention_mask, output_hidden_states=True)` "
              "(the full model, MLM head included) under `torch.inference_mode()`, nothing kept, in the extraction's "
              "dtype; \"bare, encoder only\" is the same through `model.base_model`. Naive: one window at a time "
@@ -770,10 +771,11 @@ def report(speed: list[dict], memory: dict | None, self_sim: dict | None, gpu: d
               "min(1, K / i): `expected_sampled_share`; for hg19, these windows' token frequencies scaled to "
               f"{HG19_WINDOWS / 1e6:.1f} M windows of 510 tokens). \"Genome-scale sampling\" is the same extraction "
               "call, in the same repeats, with the smallest K under which these windows still write at least the "
-              "share hg19 would at K = 500 (so it copies more than a genome run, not less); everything else (window "
-              "embeddings, priorities, offers to the reservoir, the final writes) is unchanged:", "",
-              *_table_head("preset", "K", "occurrences written at K = 500, these windows", "at that K, these windows",
-                           "hg19 at K = 500 (projected)", "extraction, genome-scale sampling windows/s",
+              f"share hg19 would at K = {DEFAULT_K} (so it copies more than a genome run, not less); everything "
+              "else (window embeddings, priorities, offers to the reservoir, the final writes) is unchanged:", "",
+              *_table_head("preset", "K", f"occurrences written at K = {DEFAULT_K}, these windows",
+                           "at that K, these windows", f"hg19 at K = {DEFAULT_K} (projected)",
+                           "extraction, genome-scale sampling windows/s",
                            "/ bare (target >= 90%)", "/ bare, encoder only", "/ naive (target >= 3x)")]
     for f in speed:
         g, w = f["genome_scale"], f["windows_per_s"]
@@ -785,9 +787,8 @@ def report(speed: list[dict], memory: dict | None, self_sim: dict | None, gpu: d
     if contrast:
         lines += ["", "For contrast, the same windows in float32 (extraction with `dtype=\"float32\"`, bare without "
                   "autocast), in the same repeats:", "",
-                  "| preset | extraction, float32 windows/s | bare, float32 windows/s | "
-                  "extraction / bare, both float32 | bare in the extraction's dtype / bare in float32 |",
-                  "|---|---|---|---|---|"]
+                  *_table_head("preset", "extraction, float32 windows/s", "bare, float32 windows/s",
+                               "extraction / bare, both float32", "bare in the extraction's dtype / bare in float32")]
         for f in contrast:
             w = f["windows_per_s"]
             lines.append(f"| {f['preset']} | {w['extraction_float32']:.2f} | {w['bare_float32']:.2f} | "
@@ -807,9 +808,8 @@ def report(speed: list[dict], memory: dict | None, self_sim: dict | None, gpu: d
                   f"{', '.join(noisy)}: other jobs shared the cores; the per-repeat ratios are the fairer figures."]
     shown = [m for m in METHODS if any(m in f["repeats_windows_per_s"] for f in speed)]
     lines += ["", "Every repeat (windows/s; load average at its end):", "",
-              "| preset | repeat | load | " + " | ".join(LABELS[m] for m in shown) +
-              " | extraction / bare | extraction / naive |",
-              "|---|---|---|" + "---|" * len(shown) + "---|---|"]
+              *_table_head("preset", "repeat", "load", *(LABELS[m] for m in shown), "extraction / bare",
+                           "extraction / naive")]
     for f in speed:
         r = f["repeats_windows_per_s"]
         for i in range(f["repeats"]):

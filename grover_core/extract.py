@@ -621,7 +621,7 @@ def _stream_batch(state: _State, hidden_states: tuple[torch.Tensor, ...], ids_li
     accepted, rows, slots = bottom_k_update(state.keys, tokens, keys)
     if accepted.size:
         capacity = state.keys.shape[1]
-        ascending = np.argsort(rows * capacity + slots)  # write samples.npy front to back (see _prefault)
+        ascending = np.argsort(rows * capacity + slots)  # write samples.npy front to back, page after page
         accepted, rows, slots = accepted[ascending], rows[ascending], slots[ascending]
         state.sample_chromosome[rows, slots] = chrom[accepted]
         state.sample_start[rows, slots] = starts[accepted]
@@ -716,8 +716,18 @@ def _compiled_kernels() -> dict:
 
 
 def _in_parallel(function, items: list) -> None:
-    """``function(item)`` for every item, spread over as many threads as torch uses."""
-    waits = [_run(function, item) for item in items]
+    """``function(item)`` for every item, spread over as many threads as torch uses.
+
+    One pool job per thread (every n-th item), not one per item: thousands of small items (the
+    prefault's ranges) would otherwise cost a hand-over each.
+    """
+    workers = max(1, torch.get_num_threads())
+
+    def share(first: int) -> None:
+        for item in items[first::workers]:
+            function(item)
+
+    waits = [_run(share, first) for first in range(min(workers, len(items)))]
     for wait in waits:
         wait()
 
@@ -847,15 +857,14 @@ def _prefault(samples: np.memmap, held: np.ndarray) -> None:
     piece = 64 * 2**20  # long ranges cut into pieces, for the threads
     ranges = [(begin, min(begin + piece, end)) for start, end in zip(starts.tolist(), ends.tolist())
               for begin in range(start, end, piece)]
-    workers = max(1, torch.get_num_threads())
 
-    def populate_share(first: int) -> None:  # one thread's share of the ranges, in one loop
-        for begin, end in ranges[first::workers]:
-            if end - begin < SHORT_RANGE_BYTES:
-                madvise(begin, end - begin, mmap.MADV_RANDOM)
-            madvise(begin, end - begin, populate)
+    def populate_range(begin_end: tuple[int, int]) -> None:
+        begin, end = begin_end
+        if end - begin < SHORT_RANGE_BYTES:
+            madvise(begin, end - begin, mmap.MADV_RANDOM)
+        madvise(begin, end - begin, populate)
 
-    _in_parallel(populate_share, list(range(min(workers, len(ranges)))))
+    _in_parallel(populate_range, ranges)
 
 
 def _create_window_arrays(out_dir: Path, n_windows: int, layers: int, hidden: int) -> None:
