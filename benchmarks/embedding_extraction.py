@@ -38,10 +38,10 @@ on training. Every method runs on the same windows, the extractor's own list
    of bare. One more extraction runs with timers around each of its parts (wrapped functions and
    forward hooks, exclusive times) to show where its time goes; it checkpoints once, half-way (the
    default cadence, every 60 s, never fires in calls this short).
-2. Memory: the extraction (and, for contrast, the naive way) in a fresh process for N and 10N windows
-   of the first preset; the peak RSS (VmHWM) and, polled every few ms from outside, the peaks of
-   RssAnon (the process's own heap) and RssFile (file pages mapped, ``samples.npy`` among them).
-   Target: peak at 10N <= 1.2x the peak at N.
+2. Memory: the extraction (as is and with ``mapped_memory_mb=LIMITED_MB``; for contrast, the naive way)
+   in a fresh process for N and 10N windows of the first preset; the peak RSS (VmHWM) and, polled every
+   few ms from outside, the peaks of RssAnon (the process's own heap) and RssFile (file pages mapped,
+   ``samples.npy`` among them). Target: peak at 10N <= 1.2x the peak at N.
 3. Self-similarity (``analysis.self_similarity.self_similarity_table``) on a float16 memmap
    ``[13, 601, 500, 768]`` of random normal values (6 GB, written to ``--scratch``, deleted afterwards), every
    slot filled, page cache warm. Target: under 60 s.
@@ -101,6 +101,9 @@ THREADS = 2
 HIGH_SPREAD = 0.10  # (max - min) / median of a measurement's repeats above this: flagged as noisy
 POOL_VALUES = 64 * 2**20  # random normal values drawn for the self-similarity input (128 MB as float16)
 POLL_S = 0.005  # how often the parent reads a memory child's /proc/<pid>/status
+LIMITED_MB = 128.0  # the memory test's second extraction: ExtractionConfig(mapped_memory_mb=LIMITED_MB)
+MEMORY_KINDS = {"extraction": "extraction", "limited": f"extraction, `mapped_memory_mb={LIMITED_MB:g}`",
+                "naive": "naive"}
 DEFAULT_WINDOWS = {"grover-small": 256, "grover-tiny": 4096, "grover-test": 512, "grover-base": 16}
 DEFAULT_BATCH = {"grover-small": 16, "grover-tiny": 32, "grover-test": 32, "grover-base": 8}
 # Parts of an extraction whose cost does not grow with the windows streamed (per call).
@@ -428,7 +431,6 @@ def measure_speed(preset: str, n_windows: int, batch_size: int, *, tokenizer, ge
     figures["streaming_over_bare"] = statistics.mean(bare_around) / streaming
     figures["call_over_bare"] = statistics.mean(bare_around) / breakdown["total"]
     figures["one_off_s"] = one_off
-    del model
     return figures
 
 
@@ -452,12 +454,13 @@ def child_main(kind: str, preset: str, n_windows: int, batch_size: int, cache: P
     window = window_tokens_for(model, None)
     before = _status_kb()
     started = time.perf_counter()
-    if kind == "extraction":
+    if kind in ("extraction", "limited"):
         out_dir = Path(tempfile.mkdtemp(prefix="extract_mem_", dir=scratch))
         try:
             extract_embeddings(model, tokenizer, genome, out_dir,
                                config=ExtractionConfig(max_windows=n_windows, window_tokens=window,
-                                                       batch_size=batch_size))
+                                                       batch_size=batch_size,
+                                                       mapped_memory_mb=LIMITED_MB if kind == "limited" else None))
             seconds = time.perf_counter() - started
             end = _status_kb()
             samples_mb = (out_dir / extract_module.SAMPLES).stat().st_size / 2**20
@@ -513,9 +516,9 @@ def measure_memory(preset: str, n_windows: int, batch_size: int, *, cache: Path,
     shows how far its memory had grown.
     """
     results = {}
-    for kind in ("extraction", "naive") if naive else ("extraction",):
+    for kind in ("extraction", "limited", "naive") if naive else ("extraction", "limited"):
         for count in (n_windows, 10 * n_windows):
-            rate = (rates or {}).get(kind) if kind == "extraction" else None
+            rate = (rates or {}).get("extraction") if kind != "naive" else None
             limit = max(timeout_s, 3 * count / rate + 120) if rate else timeout_s
             result = run_memory_child(kind, preset, count, batch_size, cache, scratch, limit)
             results[f"{kind}_{count}"] = result
@@ -633,23 +636,23 @@ def _memory_lines(memory: dict) -> list[str]:
              "after the model was built:", "",
              *_table_head("method", "windows", "seconds", "RSS before", "peak RSS (VmHWM)", "peak RssAnon",
                           "peak RssFile", "RssAnon at the end", "samples.npy size")]
-    for kind in ("extraction", "naive"):
+    for kind, label in MEMORY_KINDS.items():
         for count in (n, 10 * n):
             r = runs.get(f"{kind}_{count}")
             if r is None:
                 continue
             if "failed" in r:
                 polled = r.get("polled_peak_kb") or {}
-                lines.append(f"| {kind} | {count} | {r['failed']} | | | {_mb(polled.get('RssAnon'))} so far | "
+                lines.append(f"| {label} | {count} | {r['failed']} | | | {_mb(polled.get('RssAnon'))} so far | "
                              f"{_mb(polled.get('RssFile'))} so far | | |")
                 continue
             polled = r["polled_peak_kb"]
             size = "" if r["samples_file_mb"] is None else f"{r['samples_file_mb']:,.0f} (sparse)"
-            lines.append(f"| {kind} | {count} | {r['seconds']:.0f} | {_mb(r['before_kb']['VmRSS'])} | "
+            lines.append(f"| {label} | {count} | {r['seconds']:.0f} | {_mb(r['before_kb']['VmRSS'])} | "
                          f"{_mb(r['end_kb']['VmHWM'])} | {_mb(polled.get('RssAnon'))} | {_mb(polled.get('RssFile'))} | "
                          f"{_mb(r['end_kb']['RssAnon'])} | {size} |")
     lines.append("")
-    for kind in ("extraction", "naive"):
+    for kind in MEMORY_KINDS:
         small, large = runs.get(f"{kind}_{n}"), runs.get(f"{kind}_{10 * n}")
         if (kind == "naive" and small and large and "failed" not in small and "failed" in large
                 and large.get("polled_peak_kb", {}).get("RssAnon")):
@@ -659,9 +662,9 @@ def _memory_lines(memory: dict) -> list[str]:
                          "state, so it grows with the windows.")
             continue
         if not small or not large or "failed" in small or "failed" in large:
-            if kind == "extraction":
-                lines.append(f"- Extraction memory ratio: not measured (a run failed). Target <= {MEMORY_TARGET:g}x: "
-                             "FAIL")
+            if kind != "naive":
+                lines.append(f"- {MEMORY_KINDS[kind].capitalize()}, memory ratio: not measured (a run failed). "
+                             f"Target <= {MEMORY_TARGET:g}x: FAIL")
             continue
         rss = large["end_kb"]["VmHWM"] / small["end_kb"]["VmHWM"]
         anon = large["polled_peak_kb"].get("RssAnon", 0) / max(small["polled_peak_kb"].get("RssAnon", 1), 1)
@@ -676,7 +679,7 @@ def _memory_lines(memory: dict) -> list[str]:
                              f"token's K slots are used and then stop, at the file's fixed size "
                              f"({large['samples_file_mb']:,.0f} MB here: vocabulary x K x layers x hidden, not "
                              "windows). They are page cache of the output file, which the kernel can write back and "
-                             "drop.")
+                             "drop; `mapped_memory_mb` keeps them out of the RSS (next line).")
             for r in (small, large):
                 polled = r["polled_peak_kb"]
                 lines.append(f"  - {r['windows']} windows: of the {_mb(r['end_kb']['VmHWM'])} MB peak, mapped file "
@@ -685,6 +688,16 @@ def _memory_lines(memory: dict) -> list[str]:
                              f"{r['samples_file_mb']:,.0f} MB, and the window arrays) and the heap (RssAnon) "
                              f"{_mb(polled.get('RssAnon'))} MB ({_mb(r['before_kb'].get('RssAnon'))} MB before the "
                              "call).")
+        elif kind == "limited":
+            default = runs.get(f"extraction_{10 * n}") or {}
+            cost = (f"; its {10 * n}-window run took {large['seconds']:.1f} s against {default['seconds']:.1f} s "
+                    f"without the limit ({large['seconds'] / default['seconds']:.2f}x, one run each): pages of "
+                    "`samples.npy` let go are faulted in again when samples land on them"
+                    if "seconds" in default else "")
+            lines.append(f"- Extraction with `mapped_memory_mb={LIMITED_MB:g}` (past {LIMITED_MB:g} MB of mapped file "
+                         f"pages, those of `samples.npy` go back to the page cache), peak RSS at {10 * n} windows / "
+                         f"at {n}: **{rss:.2f}x** (target <= {MEMORY_TARGET:g}x: {_verdict(rss <= MEMORY_TARGET)})"
+                         f"{cost}.")
         else:
             lines.append(f"- Naive way, for contrast: peak RSS at {10 * n} windows / at {n}: {rss:.2f}x "
                          f"(peak RssAnon {anon:.2f}x): it keeps every hidden state, so it grows with the windows.")
@@ -894,7 +907,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
     parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     parser.add_argument("--json", help="also write the raw figures here")
-    parser.add_argument("--child", choices=["extraction", "naive"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=list(MEMORY_KINDS), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     cache, scratch = Path(args.cache), Path(args.scratch)
     scratch.mkdir(parents=True, exist_ok=True)

@@ -49,6 +49,13 @@ used), in ``ExtractionConfig.dtype`` (``resolve_dtype``: bf16 autocast on a GPU 
 native bf16). On the CPU, compiled passes (numba) read each layer's hidden states once per batch
 and add them up in float64; on a GPU, torch operations do (float32 within a batch, float64 across
 batches). ``checkpoint_seconds`` (60 s) keeps checkpoints rare.
+
+Memory: the heap holds the sums (float64, vocabulary x layers x hidden), the sample bookkeeping and
+one batch. The files are memory-mapped; the pages of the genome's tokens and of the window arrays are
+let go after every batch, so they do not pile up in the RSS as the genome streams. ``samples.npy``
+stays mapped as it fills (at most its size, vocabulary x K x layers x hidden), unless
+``mapped_memory_mb`` caps what mapped files may add to the RSS (``_MappedPages``; slower, since
+pages let go are faulted in again).
 """
 from __future__ import annotations
 
@@ -107,10 +114,22 @@ class ExtractionConfig:
     checkpoint_every: int | None = None  # windows between checkpoints (None: by time only)
     checkpoint_seconds: float | None = 60.0  # wall-clock seconds between checkpoints (None: by windows only)
     dtype: str = "auto"  # the forward pass: "float32", "bfloat16", or "auto" (see resolve_dtype)
+    # Most MB that memory-mapped files (samples.npy above all) may add to this process's RSS; past it
+    # their pages are handed back to the page cache, to be faulted in again (see _MappedPages). None: no
+    # limit; the genome's tokens and the window arrays are let go after every batch anyway.
+    mapped_memory_mb: float | None = None
+
+    def __post_init__(self):
+        for name in ("batch_size", "reservoir_size", "checkpoint_every", "checkpoint_seconds", "mapped_memory_mb"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise GroverInputError(f"extraction setting {name} = {value!r}: it must be positive"
+                                       + ("." if name in ("batch_size", "reservoir_size") else " (or None: off)."))
 
 
-# Settings that change when and how often state is saved, never the result: a resumed run may change them.
-CADENCE_FIELDS = ("checkpoint_every", "checkpoint_seconds")
+# Settings that change when state is saved or how much of the files stays mapped, never the result:
+# a resumed run may change them.
+NEUTRAL_FIELDS = ("checkpoint_every", "checkpoint_seconds", "mapped_memory_mb")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
@@ -440,7 +459,7 @@ def _job_identity(job: dict) -> dict:
     Compared as JSON (as ``extraction.json`` stores it), so a tuple and the list it was saved as are equal.
     """
     job = json.loads(json.dumps(job))
-    job["config"] = {k: v for k, v in (job.get("config") or {}).items() if k not in CADENCE_FIELDS}
+    job["config"] = {k: v for k, v in (job.get("config") or {}).items() if k not in NEUTRAL_FIELDS}
     return job
 
 
@@ -517,8 +536,11 @@ def extract_embeddings(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBas
     skip[: min(vocab, special.size)] = special[:vocab]
     arrays = {name: (genome.ids(name), genome.starts(name)) for name in chromosomes}
     samples = np.load(out_dir / SAMPLES, mmap_mode="r+")
-    _prefault(samples, _expected_held(todo, arrays, state.keys, skip))
     window_arrays = _open_window_arrays(out_dir) if config.window_embeddings else None
+    mapped = _MappedPages(streamed=[*(window_arrays or ()), *(a for pair in arrays.values() for a in pair)],
+                          store=[samples], limit_mb=config.mapped_memory_mb)
+    held = _expected_held(todo, arrays, state.keys, skip, after_chromosome=mapped.release_streamed)
+    _prefault(samples, held, mapped)
     bar = tqdm(total=len(my_windows), initial=state.windows_done, desc="embedding windows", unit="window",
                disable=not progress)
     todo_chromosome, todo_first, todo_tokens, todo_index = (
@@ -546,6 +568,7 @@ def extract_embeddings(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBas
                               samples=samples, window_arrays=window_arrays,
                               window_rows=todo_index[chunk])
             del hidden_states
+            mapped.check()
             state.windows_done += len(ids_list)
             processed_now += len(ids_list)
             bar.update(len(ids_list))
@@ -561,7 +584,7 @@ def extract_embeddings(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBas
     bar.close()
     if stop:
         return out_dir
-    _finish(out_dir, state, samples, job)
+    _finish(out_dir, state, samples, job, mapped)
     return out_dir
 
 
@@ -795,11 +818,87 @@ def _physical_memory() -> int:
     return 0
 
 
-def _expected_held(todo: pd.DataFrame, arrays: dict, keys: np.ndarray, skip: np.ndarray) -> np.ndarray:
+def _mapped_file_bytes() -> int | None:
+    """Bytes of file pages mapped into this process now (``/proc/self/statm``'s shared: RssFile +
+    RssShmem); None where there is no such file (not Linux)."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[2]) * mmap.PAGESIZE
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+class _MappedPages:
+    """Keeps the memory-mapped files an extraction goes through from piling up in this process's RSS.
+
+    Once touched, a page of a memory-mapped file stays mapped until the file is closed: without this
+    the RSS would grow with the windows streamed (``streamed``: the tokenized genome read, the window
+    arrays written: about 60 GB for hg19 with grover-base) and, up to the file's size, with the sample store
+    (``store``: ``samples.npy``, vocabulary x K x layers x hidden: 6 GB for grover-base at K = 500,
+    41 GB for a 6-mer vocabulary). Those pages are the kernel's to reclaim, but RSS-based job limits
+    (SLURM, PBS) and ``top`` count them.
+
+    ``check`` (after every batch) unmaps the streamed arrays (``MADV_DONTNEED``): each batch reads and
+    writes pages after the last one's, so nothing is touched twice (about 10 us a call, however large
+    the file). The store is written at random, so unmapping it costs: its pages are faulted in again
+    (thousands a batch in the reservoir's fill phase). It is unmapped only past ``limit_mb`` (None:
+    never): when the process's mapped file pages grew more than that since the last release (or the
+    start), less the largest growth between two checks. Nothing is lost: the data stays in the
+    kernel's page cache (a shared mapping's dirty pages are written back as usual, and ``msync`` at a
+    checkpoint still flushes them), and the next access maps the cached page again without reading
+    the disk.
+    """
+
+    def __init__(self, *, streamed=(), store=(), limit_mb: float | None = None):
+        self._streamed, self._store = _mappings(streamed), _mappings(store)
+        self.limit = None if limit_mb is None else int(limit_mb * 2**20)
+        self._baseline = self._previous = _mapped_file_bytes()
+        self._step = 0  # the most the mapped pages grew from one check to the next
+        self.releases = 0  # of the store
+
+    def check(self) -> None:
+        """Unmap the streamed arrays; unmap the store too if the limit could be passed before the next check."""
+        self.release_streamed()
+        if self.limit is None or self._baseline is None:
+            return
+        now = _mapped_file_bytes()
+        if now is None:
+            return
+        self._step = max(self._step, now - self._previous)
+        self._previous = now
+        if now - self._baseline + self._step > self.limit:
+            self.release()
+
+    def release_streamed(self) -> None:
+        _dont_need(self._streamed)
+
+    def release(self) -> None:
+        """Unmap everything."""
+        _dont_need(self._streamed + self._store)
+        self.releases += 1
+        # What is still mapped now (other files, e.g. libraries loaded meanwhile) is the new floor.
+        self._baseline = self._previous = _mapped_file_bytes()
+
+
+def _mappings(arrays) -> list[mmap.mmap]:
+    """The distinct ``mmap`` objects behind memory-mapped numpy arrays (others are left out)."""
+    maps = (getattr(array, "_mmap", None) for array in arrays)
+    return list({id(m): m for m in maps if m is not None}.values())
+
+
+def _dont_need(maps: list[mmap.mmap]) -> None:
+    for mapping in maps:
+        with contextlib.suppress(OSError, ValueError, AttributeError):  # closed; no madvise (not Linux)
+            mapping.madvise(mmap.MADV_DONTNEED)
+
+
+def _expected_held(todo: pd.DataFrame, arrays: dict, keys: np.ndarray, skip: np.ndarray, *,
+                   after_chromosome=lambda: None) -> np.ndarray:
     """How many sample slots each token will hold once ``todo`` is streamed: ``[vocab]``.
 
     A token holds its occurrences up to K: min(held + occurrences to come, K); its filled slots are
-    always a prefix (see ``bottom_k_update``).
+    always a prefix (see ``bottom_k_update``). ``after_chromosome()`` runs once each chromosome's
+    tokens were read (``_MappedPages.release_streamed``: reading them all maps the whole tokenized genome).
     """
     vocab, capacity = keys.shape
     held = (keys != EMPTY_KEY).sum(axis=1)
@@ -809,6 +908,7 @@ def _expected_held(todo: pd.DataFrame, arrays: dict, keys: np.ndarray, skip: np.
         first = np.repeat(group["first_token"].to_numpy(), lengths)
         offset = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
         counts += np.bincount(arrays[name][0][first + offset], minlength=vocab)[:vocab]
+        after_chromosome()
     counts[skip] = 0
     return np.minimum(held + counts, capacity)
 
@@ -819,7 +919,7 @@ def _expected_held(todo: pd.DataFrame, arrays: dict, keys: np.ndarray, skip: np.
 SHORT_RANGE_BYTES = 2 * 2**20
 
 
-def _prefault(samples: np.memmap, held: np.ndarray) -> None:
+def _prefault(samples: np.memmap, held: np.ndarray, mapped: _MappedPages | None = None) -> None:
     """Fault in (Linux, ``MADV_POPULATE_WRITE``) the part of ``samples.npy`` the slots in ``held`` will use.
 
     Pages of the sparse file faulted in one at a time, as samples land, cost about 1.5 s per GB
@@ -830,6 +930,10 @@ def _prefault(samples: np.memmap, held: np.ndarray) -> None:
     read-ahead (a whole 1.1 GB file: about 0.25 s); short ranges get ``MADV_RANDOM`` first, since
     read-ahead would page in and zero megabytes around each (4,207 rows, 113 MB in all: 0.16 s
     instead of 0.4 s).
+
+    When that is more than ``mapped``'s limit, it is populated in rounds under the limit, each
+    released (``_MappedPages.release``) before the next: the pages stay in the page cache, where
+    the stream's writes find them (mapping a cached page again: about 0.07 s per GB).
     """
     layers, vocab, capacity, hidden = samples.shape
     slot_bytes = hidden * samples.itemsize
@@ -854,7 +958,8 @@ def _prefault(samples: np.memmap, held: np.ndarray) -> None:
     ends = np.concatenate([row_end[joins], row_end[-1:]])
     page = mmap.PAGESIZE
     starts -= starts % page  # madvise wants a page-aligned start
-    piece = 64 * 2**20  # long ranges cut into pieces, for the threads
+    limit = mapped.limit if mapped is not None else None
+    piece = 64 * 2**20 if limit is None else max(min(64 * 2**20, limit // 2 // page * page), page)  # for the threads
     ranges = [(begin, min(begin + piece, end)) for start, end in zip(starts.tolist(), ends.tolist())
               for begin in range(start, end, piece)]
 
@@ -864,7 +969,14 @@ def _prefault(samples: np.memmap, held: np.ndarray) -> None:
             madvise(begin, end - begin, mmap.MADV_RANDOM)
         madvise(begin, end - begin, populate)
 
-    _in_parallel(populate_range, ranges)
+    lengths = np.array([end - begin for begin, end in ranges], dtype=np.int64)
+    if limit is None or lengths.sum() <= limit:
+        _in_parallel(populate_range, ranges)
+        return
+    rounds = (np.cumsum(lengths) - lengths) // max(limit // 2, page)  # a round: at most half the limit, plus a piece
+    for number in np.unique(rounds):
+        _in_parallel(populate_range, [ranges[i] for i in np.flatnonzero(rounds == number)])
+        mapped.release()
 
 
 def _create_window_arrays(out_dir: Path, n_windows: int, layers: int, hidden: int) -> None:
@@ -911,7 +1023,7 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
             np.save(handle, array)
 
 
-def _finish(out_dir: Path, state: _State, samples, job: dict) -> None:
+def _finish(out_dir: Path, state: _State, samples, job: dict, mapped: _MappedPages | None = None) -> None:
     """Write the final summaries; mark the extraction complete last.
 
     The memory-mapped arrays are not flushed (msync'ed) here: like every file this package writes,
@@ -920,7 +1032,7 @@ def _finish(out_dir: Path, state: _State, samples, job: dict) -> None:
     """
     from safetensors.numpy import save_file
 
-    _sort_slots_by_key(samples, state)
+    _sort_slots_by_key(samples, state, mapped)
     _write_token_means(out_dir, state.sums.cpu().numpy(), state.counts, save_file)
     _save_npy(out_dir / SAMPLE_KEYS, state.keys)
     _save_npy(out_dir / SAMPLE_CHROMOSOME, state.sample_chromosome)
@@ -930,23 +1042,34 @@ def _finish(out_dir: Path, state: _State, samples, job: dict) -> None:
     (out_dir / CHECKPOINT).unlink(missing_ok=True)
 
 
-def _sort_slots_by_key(samples: np.memmap, state: _State) -> None:
+def _sort_slots_by_key(samples: np.memmap, state: _State, mapped: _MappedPages | None = None) -> None:
     """Put each token's samples in ascending priority: a canonical layout (a merge of shards gives the
     same file as one process) in which the first k samples are themselves a uniform sample of k.
 
     Each layer is permuted in place by a compiled pass (``_permute_slots``, the layers spread over
     torch's threads) that reads and writes only each token's filled slots: the free ones may be
-    holes of the sparse file, which touching would fault in.
+    holes of the sparse file, which touching would fault in. Under ``mapped``'s limit, the tokens go
+    in blocks of at most half the limit (all layers), each released once sorted.
     """
-    capacity = state.keys.shape[1]
+    layers, _, capacity, hidden = samples.shape
     order = np.argsort(state.keys, axis=1, kind="stable")
     filled = (state.keys != EMPTY_KEY).sum(axis=1)
     moved = (order != np.arange(capacity)).any(axis=1)
     if moved.any():
         permute = _compiled_kernels()["permute_slots"]
         rows = np.flatnonzero(moved)
-        _in_parallel(lambda layer: permute(np.asarray(samples[layer]).view(np.uint16), order, filled, rows),
-                     list(range(samples.shape[0])))
+        limited = mapped is not None and mapped.limit is not None
+        blocks = [rows]
+        if limited:
+            row_bytes = filled[rows] * layers * hidden * samples.itemsize
+            block = (np.cumsum(row_bytes) - row_bytes) // max(mapped.limit // 2, 1)
+            blocks = [rows[block == number] for number in np.unique(block)]
+            mapped.release()
+        for part in blocks:
+            _in_parallel(lambda layer: permute(np.asarray(samples[layer]).view(np.uint16), order, filled, part),
+                         list(range(layers)))
+            if limited:
+                mapped.release()
     state.keys = np.take_along_axis(state.keys, order, axis=1)
     state.sample_chromosome = np.take_along_axis(state.sample_chromosome, order, axis=1)
     state.sample_start = np.take_along_axis(state.sample_start, order, axis=1)

@@ -258,7 +258,8 @@ def _extraction_config(args):
                             batch_size=args.batch_size,
                             reservoir_size=args.reservoir_size, window_embeddings=not args.no_window_embeddings,
                             seed=args.seed, checkpoint_every=args.checkpoint_every,
-                            checkpoint_seconds=args.checkpoint_seconds, dtype=args.dtype)
+                            checkpoint_seconds=args.checkpoint_seconds, dtype=args.dtype,
+                            mapped_memory_mb=args.mapped_memory_mb)
 
 
 def _cmd_embed(args) -> None:
@@ -746,6 +747,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-seconds", type=float, default=60.0, help="wall-clock seconds between checkpoints")
     p.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], default="auto",
                    help="the model's forward pass (auto: bf16 on a GPU or a CPU with native bf16, else float32)")
+    p.add_argument("--mapped-memory-mb", type=float, default=None,
+                   help="most MB the memory-mapped sample store may add to the process's RSS (for RSS-based job "
+                        "limits); past it pages go back to the page cache and are faulted in again: slower "
+                        "(default: no limit)")
     p.add_argument("--seed", type=int, default=0, help="which occurrences are sampled")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(run=_cmd_embed)

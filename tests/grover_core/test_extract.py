@@ -460,12 +460,14 @@ def test_expected_held_is_what_an_extraction_fills(setup, extracted):
 
 
 @pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="mincore is Linux")
-def test_sorting_the_slots_orders_each_token_by_key_and_leaves_free_slots_unmapped(tmp_path):
+@pytest.mark.parametrize("limit_mb", [None, 20 / 1024])
+def test_sorting_the_slots_orders_each_token_by_key_and_leaves_free_slots_unmapped(tmp_path, limit_mb):
     samples = _sample_rows(tmp_path)
     layers, vocab, capacity, hidden = samples.shape
     rng = np.random.default_rng(5)
     held = np.array([0, 5, 64, 2, 0, 40])
-    extract_module._prefault(samples, held)  # as an extraction does before its samples land
+    mapped = extract_module._MappedPages(store=[samples], limit_mb=limit_mb)
+    extract_module._prefault(samples, held, mapped)  # as an extraction does before its samples land
     keys = np.full((vocab, capacity), EMPTY_KEY, dtype=np.uint64)
     for token, count in enumerate(held):
         keys[token, :count] = rng.permutation(count).astype(np.uint64) * 7 + 1
@@ -477,7 +479,10 @@ def test_sorting_the_slots_orders_each_token_by_key_and_leaves_free_slots_unmapp
                                   sample_chromosome=np.where(keys == EMPTY_KEY, -1, 0).astype(np.int32),
                                   sample_start=np.where(keys == EMPTY_KEY, 0, keys).astype(np.int64),
                                   windows_done=0)
-    extract_module._sort_slots_by_key(samples, state)
+    mapped.release()
+    extract_module._sort_slots_by_key(samples, state, mapped)
+    if limit_mb is not None:  # sorted in blocks of at most half the limit, released past it
+        assert _mapped_rss(samples) <= 20 * 2**10 + 16 * 2**10
     for token, count in enumerate(held):
         assert np.array_equal(state.keys[token, :count], np.sort(keys[token, :count]))
         assert (state.keys[token, count:] == EMPTY_KEY).all()
@@ -488,3 +493,107 @@ def test_sorting_the_slots_orders_each_token_by_key_and_leaves_free_slots_unmapp
             assert (samples[layer, token, :count] == samples[layer, token, :count, :1]).all()
     resident, filled = _resident(samples), _filled_pages(samples, held)
     assert not resident[1:-1][~filled[1:-1]].any()  # first page: the .npy header; last: numpy's sizing byte
+
+
+def _mapped_rss(array: np.ndarray) -> int:
+    """Bytes of ``array``'s pages mapped into this process (``/proc/self/smaps``: the Rss of the mappings over it).
+
+    Unlike ``_resident`` (page cache), this drops when the process lets go of a page that stays cached.
+    """
+    begin, end = array.ctypes.data, array.ctypes.data + array.nbytes
+    total, inside = 0, False
+    with open("/proc/self/smaps") as smaps:
+        for line in smaps:
+            head = line.split()[0]
+            if "-" in head and not head.endswith(":"):
+                low, high = (int(x, 16) for x in head.split("-"))
+                inside = low < end and high > begin
+            elif head == "Rss:" and inside:
+                total += int(line.split()[1]) * 1024
+    return total
+
+
+LINUX_ONLY = pytest.mark.skipif(not __import__("sys").platform.startswith("linux"),
+                                reason="/proc/self/smaps, mincore and madvise are Linux")
+
+
+@LINUX_ONLY
+@pytest.mark.parametrize("role, limit_mb", [("store", None), ("store", 1.0), ("streamed", None)])
+def test_mapped_pages_stay_under_the_limit_and_keep_what_was_written(tmp_path, role, limit_mb):
+    path = tmp_path / "big.npy"
+    np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(16 * 2**20,))
+    array = np.load(path, mmap_mode="r+")
+    mapped = extract_module._MappedPages(**{role: [array]}, limit_mb=limit_mb)
+    chunk, peak = 256 * 2**10, 0
+    for begin in range(0, array.size, chunk):
+        array[begin:begin + chunk] = (begin // chunk) % 251 + 1
+        peak = max(peak, _mapped_rss(array))
+        mapped.check()
+    if role == "streamed":  # let go after every check, whatever the limit
+        assert peak <= 2 * chunk and _mapped_rss(array) == 0
+    elif limit_mb is None:
+        assert peak >= 15 * 2**20 and mapped.releases == 0  # without a limit every page written stays mapped
+    else:
+        assert peak <= 2**20 + chunk and mapped.releases >= 14
+    expected = (np.arange(array.size) // chunk) % 251 + 1
+    assert np.array_equal(array, expected)  # released pages come back from the page cache, unchanged
+    array.flush()
+    del array
+    assert np.array_equal(np.load(path), expected)  # and reach the file
+
+
+@LINUX_ONLY
+def test_prefault_over_the_limit_populates_the_page_cache_in_rounds(tmp_path):
+    samples = _sample_rows(tmp_path, vocab=12)  # 24 rows of 8 KiB
+    held = np.array([0, 3, 64, 64, 0, 1, 64, 64, 64, 20, 64, 64])
+    limit_mb = 32 / 1024  # 32 KiB: rounds of at most 16 KiB
+    extract_module._prefault(samples, held, extract_module._MappedPages(store=[samples], limit_mb=limit_mb))
+    resident, filled = _resident(samples), _filled_pages(samples, held)
+    assert resident[filled].all()  # every page a slot will use is in the page cache,
+    assert not resident[1:-1][~filled[1:-1]].any()
+    assert _mapped_rss(samples) <= 32 * 2**10  # and at most the limit of them is mapped
+
+
+@LINUX_ONLY
+def test_an_extraction_under_a_tiny_mapped_memory_limit_gives_the_same_files(setup, extracted, tmp_path,
+                                                                             monkeypatch):
+    """Pages are let go after every batch (and while sorting); killed there and resumed without a limit."""
+    tokenizer, genome, model = setup
+    releases = []
+    release = extract_module._MappedPages.release
+    monkeypatch.setattr(extract_module._MappedPages, "release",
+                        lambda self: (releases.append(1), release(self)))
+    limited = dataclasses.replace(CONFIG, mapped_memory_mb=1e-3)
+    out = tmp_path / "emb"
+    extract_embeddings(model, tokenizer, genome, out, config=limited, stop_after_windows=10)
+    assert len(releases) >= 2
+    extract_embeddings(model, tokenizer, genome, out, config=dataclasses.replace(limited, mapped_memory_mb=None))
+    _same_extraction(Extraction.open(out), extracted)
+    releases.clear()
+    whole = Extraction.open(extract_embeddings(model, tokenizer, genome, tmp_path / "whole", config=limited))
+    _same_extraction(whole, extracted)
+    assert len(releases) >= len(extracted.windows) // CONFIG.batch_size  # at least one per batch
+
+
+@pytest.mark.parametrize("setting", [{"reservoir_size": 0}, {"batch_size": -1}, {"mapped_memory_mb": 0},
+                                     {"checkpoint_seconds": -5.0}])
+def test_a_setting_that_is_not_positive_is_named(setting):
+    (name, value), = setting.items()
+    with pytest.raises(GroverInputError, match=f"{name} = {value!r}: it must be positive"):
+        ExtractionConfig(**setting)
+
+
+@LINUX_ONLY
+def test_the_window_arrays_written_are_let_go_after_every_batch(setup, extracted, tmp_path, monkeypatch):
+    tokenizer, genome, model = setup
+    stream, mapped_before = extract_module._stream_batch, []
+
+    def measured(*args, **kwargs):
+        mapped_before.append(sum(_mapped_rss(array) for array in kwargs["window_arrays"]))
+        stream(*args, **kwargs)
+        assert sum(_mapped_rss(array) for array in kwargs["window_arrays"]) > 0  # this batch's rows
+
+    monkeypatch.setattr(extract_module, "_stream_batch", measured)
+    out = extract_embeddings(model, tokenizer, genome, tmp_path / "emb", config=CONFIG)
+    assert len(mapped_before) > 3 and not any(mapped_before)
+    _same_extraction(Extraction.open(out), extracted)

@@ -224,11 +224,12 @@ def test_embed_under_torchrun_merges_to_the_one_process_result(planted_run, tmp_
     run_dir, _, _, _ = planted_run
     common = ["embed", "--model", run_dir / run_format.MODEL_DIR, "--tokenized", run_dir / run_format.TOKENIZED_DIR,
               "--window-tokens", "32", "--batch-size", "8", "--reservoir-size", "40", "--quiet"]
-    two = _cli(*common, "--out", tmp_path / "two", torchrun=2)
+    # The shards also hand their mapped pages back after every batch (a limit far below what they map).
+    two = _cli(*common, "--mapped-memory-mb", "0.25", "--out", tmp_path / "two", torchrun=2)
     assert two.returncode == 0, two.stderr[-3000:]
     one = Extraction.open(run_dir / run_format.EMBEDDINGS_DIR)
     merged = Extraction.open(tmp_path / "two")
-    assert merged.info["merged_from"] == 2
+    assert merged.info["merged_from"] == 2 and merged.info["config"]["mapped_memory_mb"] == 0.25
     assert not (tmp_path / ".two.shards").exists()
     assert np.array_equal(merged.sample_keys(), one.sample_keys())
     assert np.array_equal(merged.samples(), one.samples())
