@@ -42,10 +42,15 @@ on training. Every method runs on the same windows, the extractor's own list
    in a fresh process for N and 10N windows of the first preset; the peak RSS (VmHWM) and, polled every
    few ms from outside, the peaks of RssAnon (the process's own heap) and RssFile (file pages mapped,
    ``samples.npy`` among them). Target: peak at 10N <= 1.2x the peak at N.
-3. Self-similarity (``analysis.self_similarity.self_similarity_table``) on a float16 memmap
+3. Whole-genome memory: every window of tiled demo genomes of 10 and 100 Mbp (``--genome-mbp``,
+   ``bpe_scaling.make_genome``, tokenized with the same tokenizer) extracted by the first preset with the
+   default settings, each in a fresh process, and the same with the streamed files' pages kept mapped
+   (the genome's tokens and the window arrays; ``_MappedPages.release_streamed`` a no-op). Target: peak
+   at 100 Mbp <= 1.2x the peak at 10 Mbp.
+4. Self-similarity (``analysis.self_similarity.self_similarity_table``) on a float16 memmap
    ``[13, 601, 500, 768]`` of random normal values (6 GB, written to ``--scratch``, deleted afterwards), every
    slot filled, page cache warm. Target: under 60 s.
-4. GPU (only when ``torch.cuda.is_available()``): extraction windows/s for grover-base at 510 tokens
+5. GPU (only when ``torch.cuda.is_available()``): extraction windows/s for grover-base at 510 tokens
    (bf16 autocast, as ``extract_embeddings`` runs on a GPU) and the projected time for hg19
    (1.4 M windows of 510 tokens). Without a GPU this part is reported as not measured.
 
@@ -104,6 +109,9 @@ POLL_S = 0.005  # how often the parent reads a memory child's /proc/<pid>/status
 LIMITED_MB = 128.0  # the memory test's second extraction: ExtractionConfig(mapped_memory_mb=LIMITED_MB)
 MEMORY_KINDS = {"extraction": "extraction", "limited": f"extraction, `mapped_memory_mb={LIMITED_MB:g}`",
                 "naive": "naive"}
+# The whole-genome memory test: the extraction as it is, and with the streamed files' pages kept mapped
+# (``_MappedPages.release_streamed`` a no-op, as before 2026-12-06).
+GENOME_KINDS = {"genome": "extraction", "genome_kept": "extraction, streamed pages kept mapped"}
 DEFAULT_WINDOWS = {"grover-small": 256, "grover-tiny": 4096, "grover-test": 512, "grover-base": 16}
 DEFAULT_BATCH = {"grover-small": 16, "grover-tiny": 32, "grover-test": 32, "grover-base": 8}
 # Parts of an extraction whose cost does not grow with the windows streamed (per call).
@@ -446,24 +454,37 @@ def _status_kb(pid: int | str = "self") -> dict[str, int]:
     return fields
 
 
-def child_main(kind: str, preset: str, n_windows: int, batch_size: int, cache: Path, scratch: Path) -> dict:
-    """In a fresh process: build the model, then extract (or the naive way) ``n_windows``; return figures."""
+def child_main(kind: str, preset: str, n_windows: int, batch_size: int, cache: Path, scratch: Path,
+               tokenized: Path | None = None) -> dict:
+    """In a fresh process: build the model, then extract (or the naive way) ``n_windows``; return figures.
+
+    ``tokenized``: stream that tokenized genome (made with the cached tokenizer) instead of the cached one;
+    ``n_windows`` 0: all of its windows.
+    """
     torch.set_num_threads(THREADS)
     tokenizer, genome = load_data(cache)
+    if tokenized is not None:
+        genome = TokenizedGenome.open(tokenized)
+    if kind == "genome_kept":
+        extract_module._MappedPages.release_streamed = lambda self: None
     model = build_model(model_config(preset), tokenizer, seed=0).eval()
     window = window_tokens_for(model, None)
     before = _status_kb()
     started = time.perf_counter()
-    if kind in ("extraction", "limited"):
+    if kind != "naive":
         out_dir = Path(tempfile.mkdtemp(prefix="extract_mem_", dir=scratch))
         try:
             extract_embeddings(model, tokenizer, genome, out_dir,
-                               config=ExtractionConfig(max_windows=n_windows, window_tokens=window,
+                               config=ExtractionConfig(max_windows=n_windows or None, window_tokens=window,
                                                        batch_size=batch_size,
                                                        mapped_memory_mb=LIMITED_MB if kind == "limited" else None))
             seconds = time.perf_counter() - started
             end = _status_kb()
             samples_mb = (out_dir / extract_module.SAMPLES).stat().st_size / 2**20
+            windows_done = json.loads((out_dir / extract_module.EXTRACTION_JSON).read_text())["windows_done"]
+            window_mb = sum((out_dir / name).stat().st_size for name in
+                            (extract_module.WINDOW_CLS, extract_module.WINDOW_MEAN,
+                             extract_module.WINDOW_SIMILARITY)) / 2**20
         finally:
             shutil.rmtree(out_dir, ignore_errors=True)
     else:
@@ -471,17 +492,19 @@ def child_main(kind: str, preset: str, n_windows: int, batch_size: int, cache: P
         naive_extraction(model, tokenizer, windows, torch.device("cpu"))
         seconds = time.perf_counter() - started
         end = _status_kb()
-        samples_mb = None
-    return {"kind": kind, "windows": n_windows, "seconds": seconds, "before_kb": before, "end_kb": end,
-            "ru_maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "samples_file_mb": samples_mb}
+        samples_mb, windows_done, window_mb = None, len(windows), None
+    return {"kind": kind, "windows": n_windows, "windows_done": windows_done, "seconds": seconds,
+            "before_kb": before, "end_kb": end, "ru_maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+            "samples_file_mb": samples_mb, "window_arrays_mb": window_mb,
+            "genome_tokens": genome.total_tokens}
 
 
 def run_memory_child(kind: str, preset: str, n_windows: int, batch_size: int, cache: Path, scratch: Path,
-                     timeout_s: float) -> dict:
+                     timeout_s: float, tokenized: Path | None = None) -> dict:
     """Run ``child_main`` in a fresh process, polling its RssAnon / RssFile / VmRSS from outside."""
     command = [sys.executable, str(Path(__file__).resolve()), "--child", kind, "--preset", preset,
                "--windows", str(n_windows), "--batch-size", str(batch_size), "--cache", str(cache),
-               "--scratch", str(scratch)]
+               "--scratch", str(scratch), *(["--child-tokenized", str(tokenized)] if tokenized else [])]
     env = dict(os.environ, OMP_NUM_THREADS=str(THREADS))
     peaks = defaultdict(int)
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
@@ -530,6 +553,42 @@ def measure_memory(preset: str, n_windows: int, batch_size: int, *, cache: Path,
                     f"peak RssFile {result['polled_peak_kb'].get('RssFile', 0) / 2**10:,.0f} MB "
                     f"({result['seconds']:.0f} s)")
     return {"preset": preset, "windows": n_windows, "batch_size": batch_size, "runs": results}
+
+
+def prepare_genome(cache: Path, mbp: int, log=print) -> Path:
+    """A tokenized genome of about ``mbp`` Mbp (tiled demo genomes, ``bpe_scaling.make_genome``), tokenized
+    with the cached tokenizer; built once under ``cache``. Returns its folder."""
+    from bpe_scaling import make_genome
+
+    from grover_core.tokenize_genome import tokenize_genome
+
+    tokenizer_dir, _ = prepare_data(cache, log)
+    tokenized = cache / f"tokenized_{mbp}mbp"
+    if not (tokenized / "index.json").is_file():
+        started = time.perf_counter()
+        fasta = make_genome(cache / f"genome_{mbp}mbp.fa", mbp)
+        tokenize_genome(fasta, tokenizer_dir, tokenized)
+        log(f"  {mbp} Mbp genome generated and tokenized in {time.perf_counter() - started:.0f} s")
+    return tokenized
+
+
+def measure_genome_memory(preset: str, sizes: list[int], batch_size: int, *, cache: Path, scratch: Path,
+                          timeout_s: float, log=print) -> dict:
+    """Peak memory of extracting whole genomes of each size in ``sizes`` (Mbp), as is and with the streamed
+    files' pages kept mapped (the extractor before 2026-12-06), each in a fresh process."""
+    results = {}
+    for mbp in sizes:
+        tokenized = prepare_genome(cache, mbp, log)
+        for kind in GENOME_KINDS:
+            result = run_memory_child(kind, preset, 0, batch_size, cache, scratch, timeout_s, tokenized=tokenized)
+            results[f"{kind}_{mbp}"] = result
+            if "failed" in result:
+                log(f"  memory, {mbp} Mbp, {kind}: {result['failed']}")
+            else:
+                log(f"  memory, {mbp} Mbp, {kind}: {result['windows_done']} windows, peak RSS "
+                    f"{result['end_kb']['VmHWM'] / 2**10:,.0f} MB, peak RssFile "
+                    f"{result['polled_peak_kb'].get('RssFile', 0) / 2**10:,.0f} MB ({result['seconds']:.0f} s)")
+    return {"preset": preset, "sizes": sizes, "batch_size": batch_size, "runs": results}
 
 
 # ---------------------------------------------------------------------------------- self-similarity
@@ -704,6 +763,44 @@ def _memory_lines(memory: dict) -> list[str]:
     return lines
 
 
+def _genome_memory_lines(memory: dict) -> list[str]:
+    runs, sizes = memory["runs"], memory["sizes"]
+    lines = [f"Peak memory over whole genomes, `{memory['preset']}`, batch {memory['batch_size']}: tiled demo "
+             f"genomes of {' and '.join(f'{mbp} Mbp' for mbp in sizes)} (`bpe_scaling.make_genome`), tokenized with "
+             "the same tokenizer, every window of the genome extracted with the default settings (K = 500, window "
+             "embeddings on), each run in a fresh process; \"streamed pages kept mapped\" is the same run with "
+             "`_MappedPages.release_streamed` a no-op (the genome's tokens and the window arrays stay mapped once "
+             "touched, as before 2026-12-06; all figures in MB):",
+             "", *_table_head("method", "genome", "tokens", "windows", "seconds", "RSS before", "peak RSS (VmHWM)",
+                              "peak RssAnon", "peak RssFile", "samples.npy size", "window arrays size")]
+    for kind, label in GENOME_KINDS.items():
+        for mbp in sizes:
+            r = runs.get(f"{kind}_{mbp}")
+            if r is None:
+                continue
+            if "failed" in r:
+                lines.append(f"| {label} | {mbp} Mbp | | | {r['failed']} | | | | | | |")
+                continue
+            polled = r["polled_peak_kb"]
+            lines.append(f"| {label} | {mbp} Mbp | {r['genome_tokens']:,} | {r['windows_done']:,} | {r['seconds']:.0f} | "
+                         f"{_mb(r['before_kb']['VmRSS'])} | {_mb(r['end_kb']['VmHWM'])} | "
+                         f"{_mb(polled.get('RssAnon'))} | {_mb(polled.get('RssFile'))} | "
+                         f"{r['samples_file_mb']:,.0f} (sparse) | {r['window_arrays_mb']:,.0f} |")
+    lines.append("")
+    small, large = sizes[0], sizes[-1]
+    for kind, label in GENOME_KINDS.items():
+        a, b = runs.get(f"{kind}_{small}"), runs.get(f"{kind}_{large}")
+        if not a or not b or "failed" in a or "failed" in b:
+            lines.append(f"- {label.capitalize()}: not measured (a run failed).")
+            continue
+        rss = b["end_kb"]["VmHWM"] / a["end_kb"]["VmHWM"]
+        grew = (b["polled_peak_kb"].get("RssFile", 0) - a["polled_peak_kb"].get("RssFile", 0))
+        verdict = f" (target <= {MEMORY_TARGET:g}x: {_verdict(rss <= MEMORY_TARGET)})" if kind == "genome" else ""
+        lines.append(f"- {label.capitalize()}: peak RSS at {large} Mbp ({b['windows_done']:,} windows) / at {small} Mbp "
+                     f"({a['windows_done']:,}): **{rss:.2f}x**{verdict}; peak RssFile {_mb(grew)} MB more.")
+    return lines
+
+
 def _where_time_goes(f: dict) -> list[str]:
     bd = f["breakdown_s"]
     total = bd["total"]
@@ -732,7 +829,7 @@ def _where_time_goes(f: dict) -> list[str]:
 
 
 def report(speed: list[dict], memory: dict | None, self_sim: dict | None, gpu: dict, *, command: str,
-           started: dict, ended: dict) -> str:
+           started: dict, ended: dict, genome_memory: dict | None = None) -> str:
     """The BENCHMARKS.md section (Markdown) for these results."""
     cpu = started["cpu"]
     dtype_note = ", ".join(f"{f['preset']}: {f['dtype']}" for f in speed)
@@ -835,6 +932,8 @@ def report(speed: list[dict], memory: dict | None, self_sim: dict | None, gpu: d
         lines += [""] + _where_time_goes(f)
     if memory:
         lines += [""] + _memory_lines(memory)
+    if genome_memory:
+        lines += [""] + _genome_memory_lines(genome_memory)
     lines.append("")
     if self_sim is None:
         lines.append("Self-similarity: not measured (skipped).")
@@ -894,6 +993,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--memory-timeout-s", type=float, default=300.0,
                         help="stop a memory run after this long (longer when the measured speed predicts it)")
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--genome-mbp", type=int, nargs="+", default=[10, 100],
+                        help="genome sizes (Mbp) of the whole-genome memory test (first preset)")
+    parser.add_argument("--skip-genome-memory", action="store_true")
     parser.add_argument("--skip-self-similarity", action="store_true")
     parser.add_argument("--gpu-windows", type=int, default=1024)
     parser.add_argument("--gpu-batch-size", type=int, default=64)
@@ -907,13 +1009,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
     parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     parser.add_argument("--json", help="also write the raw figures here")
-    parser.add_argument("--child", choices=list(MEMORY_KINDS), help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=[*MEMORY_KINDS, *GENOME_KINDS], help=argparse.SUPPRESS)
+    parser.add_argument("--child-tokenized", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     cache, scratch = Path(args.cache), Path(args.scratch)
     scratch.mkdir(parents=True, exist_ok=True)
 
     if args.child:  # a memory run: one preset, one window count
-        result = child_main(args.child, args.preset[0], args.windows[0], args.batch_size[0], cache, scratch)
+        result = child_main(args.child, args.preset[0], args.windows[0], args.batch_size[0], cache, scratch,
+                            Path(args.child_tokenized) if args.child_tokenized else None)
         print("RESULT" + json.dumps(result), flush=True)
         return result
 
@@ -942,6 +1046,9 @@ def main(argv: list[str] | None = None) -> dict:
     results["memory"] = None if args.skip_memory else measure_memory(
         presets[0], memory_windows, batches[0], cache=cache, scratch=scratch, naive=True,
         timeout_s=args.memory_timeout_s, rates=results["speed"][0]["windows_per_s"], log=log)
+    results["genome_memory"] = None if args.skip_genome_memory else measure_genome_memory(
+        presets[0], [1, 2] if args.quick else args.genome_mbp, batches[0], cache=cache, scratch=scratch,
+        timeout_s=max(args.memory_timeout_s, 1800.0), log=log)
     log(f"self-similarity on [{', '.join(map(str, shape))}]")
     results["self_similarity"] = None if args.skip_self_similarity else measure_self_similarity(scratch, shape, log)
     if results["self_similarity"] and "seconds" in results["self_similarity"]:
@@ -951,7 +1058,7 @@ def main(argv: list[str] | None = None) -> dict:
                                  repeats=repeats, log=log)
     ended = _machine_state()
     section = report(results["speed"], results["memory"], results["self_similarity"], results["gpu"],
-                     command=command, started=started, ended=ended)
+                     command=command, started=started, ended=ended, genome_memory=results["genome_memory"])
     print(f"\n{section}\n({time.perf_counter() - t0:.0f} s)")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, default=str))

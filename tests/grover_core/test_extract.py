@@ -452,6 +452,16 @@ def test_expected_held_is_what_an_extraction_fills(setup, extracted):
     skip = special_token_mask(tokenizer)
     empty = np.full((len(tokenizer), CONFIG.reservoir_size), EMPTY_KEY, dtype=np.uint64)
     assert np.array_equal(extract_module._expected_held(windows, arrays, empty, skip), extracted.filled())
+    # Read in pieces of 7 tokens (runs cut; the gaps of every other window gathered): the same counts.
+    # K above any count, so the counts themselves show:
+    large = np.full((len(tokenizer), int(windows["n_tokens"].sum()) + 1), EMPTY_KEY, dtype=np.uint64)
+    for todo in (windows, windows.iloc[::2]):
+        whole = extract_module._expected_held(todo, arrays, large, skip)
+        assert np.array_equal(extract_module._expected_held(todo, arrays, large, skip, chunk_tokens=7), whole)
+        direct = np.bincount(np.concatenate([genome.ids(c)[f:f + n] for c, f, n in
+                                             zip(todo["chromosome"], todo["first_token"], todo["n_tokens"])]),
+                             minlength=len(tokenizer))
+        assert np.array_equal(whole, np.where(skip, 0, direct))
     # Resuming half-way: what is held counts, and a full token stays at K.
     half = windows.iloc[len(windows) // 2:]
     held = extract_module._expected_held(windows.iloc[:len(windows) // 2], arrays, empty, skip)
