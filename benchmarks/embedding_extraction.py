@@ -543,16 +543,19 @@ def measure_memory(preset: str, n_windows: int, batch_size: int, *, cache: Path,
         for count in (n_windows, 10 * n_windows):
             rate = (rates or {}).get("extraction") if kind != "naive" else None
             limit = max(timeout_s, 3 * count / rate + 120) if rate else timeout_s
-            result = run_memory_child(kind, preset, count, batch_size, cache, scratch, limit)
-            results[f"{kind}_{count}"] = result
-            if "failed" in result:
-                log(f"  memory, {kind}, {count} windows: {result['failed']}")
-            else:
-                log(f"  memory, {kind}, {count} windows: peak RSS {result['end_kb']['VmHWM'] / 2**10:,.0f} MB, "
-                    f"peak RssAnon {result['polled_peak_kb'].get('RssAnon', 0) / 2**10:,.0f} MB, "
-                    f"peak RssFile {result['polled_peak_kb'].get('RssFile', 0) / 2**10:,.0f} MB "
-                    f"({result['seconds']:.0f} s)")
+            results[f"{kind}_{count}"] = run_memory_child(kind, preset, count, batch_size, cache, scratch, limit)
+            _log_memory_run(log, kind, results[f"{kind}_{count}"])
     return {"preset": preset, "windows": n_windows, "batch_size": batch_size, "runs": results}
+
+
+def _log_memory_run(log, what: str, result: dict) -> None:
+    if "failed" in result:
+        log(f"  memory, {what}: {result['failed']}")
+        return
+    polled = result["polled_peak_kb"]
+    log(f"  memory, {what}: {result['windows_done']:,} windows done, peak RSS "
+        f"{result['end_kb']['VmHWM'] / 2**10:,.0f} MB, peak RssAnon {polled.get('RssAnon', 0) / 2**10:,.0f} MB, "
+        f"peak RssFile {polled.get('RssFile', 0) / 2**10:,.0f} MB ({result['seconds']:.0f} s)")
 
 
 def prepare_genome(cache: Path, mbp: int, log=print) -> Path:
@@ -575,19 +578,14 @@ def prepare_genome(cache: Path, mbp: int, log=print) -> Path:
 def measure_genome_memory(preset: str, sizes: list[int], batch_size: int, *, cache: Path, scratch: Path,
                           timeout_s: float, log=print) -> dict:
     """Peak memory of extracting whole genomes of each size in ``sizes`` (Mbp), as is and with the streamed
-    files' pages kept mapped (the extractor before 2026-12-06), each in a fresh process."""
+    files' pages kept mapped (as before 2026-12-06), each in a fresh process."""
     results = {}
     for mbp in sizes:
         tokenized = prepare_genome(cache, mbp, log)
         for kind in GENOME_KINDS:
-            result = run_memory_child(kind, preset, 0, batch_size, cache, scratch, timeout_s, tokenized=tokenized)
-            results[f"{kind}_{mbp}"] = result
-            if "failed" in result:
-                log(f"  memory, {mbp} Mbp, {kind}: {result['failed']}")
-            else:
-                log(f"  memory, {mbp} Mbp, {kind}: {result['windows_done']} windows, peak RSS "
-                    f"{result['end_kb']['VmHWM'] / 2**10:,.0f} MB, peak RssFile "
-                    f"{result['polled_peak_kb'].get('RssFile', 0) / 2**10:,.0f} MB ({result['seconds']:.0f} s)")
+            results[f"{kind}_{mbp}"] = run_memory_child(kind, preset, 0, batch_size, cache, scratch, timeout_s,
+                                                        tokenized=tokenized)
+            _log_memory_run(log, f"{mbp} Mbp, {kind}", results[f"{kind}_{mbp}"])
     return {"preset": preset, "sizes": sizes, "batch_size": batch_size, "runs": results}
 
 
