@@ -1137,6 +1137,10 @@ def _read_json(path: Path) -> dict | None:
         return None
 
 
+# How much of the shards' arrays a merge copies at a time (its heap and mapped pages stay about this size).
+MERGE_BLOCK_BYTES = 64 * 2**20
+
+
 def merge_extractions(part_dirs: list[str | os.PathLike], out_dir: str | os.PathLike) -> Path:
     """Merge the shards of one extraction (``ExtractionShard(i, n)`` for i < n) into ``out_dir`` exactly.
 
@@ -1182,8 +1186,15 @@ def merge_extractions(part_dirs: list[str | os.PathLike], out_dir: str | os.Path
             src = slot[rows, dest]
             chromosome[rows, dest] = np.load(path / SAMPLE_CHROMOSOME)[rows, src]
             start[rows, dest] = np.load(path / SAMPLE_START)[rows, src]
-            for layer in range(shape[0]):
-                out[layer, rows, dest] = part_samples[index][layer, rows, src]
+            # In blocks (every layer of some samples), the pages let go after each: a whole layer at once
+            # would gather vocabulary x K x hidden values on the heap (460 MB for grover-base).
+            mapped = _MappedPages(streamed=[out, part_samples[index]])
+            per_block = max(1, MERGE_BLOCK_BYTES // (shape[0] * shape[3] * out.itemsize))
+            for begin in range(0, rows.size, per_block):
+                block = slice(begin, begin + per_block)
+                for layer in range(shape[0]):
+                    out[layer, rows[block], dest[block]] = part_samples[index][layer, rows[block], src[block]]
+                mapped.check()
         out.flush()
         del out
     _save_npy(out_dir / SAMPLE_KEYS, merged)
@@ -1201,14 +1212,23 @@ def merge_extractions(part_dirs: list[str | os.PathLike], out_dir: str | os.Path
 
 
 def _merge_window_arrays(part_dirs: list[Path], shards: list[dict], out_dir: Path) -> None:
-    """Collect each shard's window rows (shard i wrote rows i, i + n, ...) into one set of arrays."""
+    """Collect each shard's window rows (shard i wrote rows i, i + n, ...) into one set of arrays.
+
+    Copied as strided views (no copy on the heap), ``MERGE_BLOCK_BYTES`` of a shard's rows at a time,
+    the pages let go after each block: hg19's window arrays are about 56 GB with grover-base.
+    """
     for name in (WINDOW_CLS, WINDOW_MEAN, WINDOW_SIMILARITY):
         source0 = np.load(part_dirs[0] / name, mmap_mode="r")
         with atomic_path(out_dir / name) as tmp:
             out = np.lib.format.open_memmap(tmp, mode="w+", dtype=source0.dtype, shape=source0.shape)
             for path, shard in zip(part_dirs, shards):
-                rows = np.arange(shard["index"], source0.shape[0], shard["count"])
-                out[rows] = np.load(path / name, mmap_mode="r")[rows]
+                source = np.load(path / name, mmap_mode="r")
+                mapped = _MappedPages(streamed=[out, source])
+                step = shard["count"]
+                span = max(1, MERGE_BLOCK_BYTES // max(source[:1].nbytes, 1)) * step  # rows of the file per block
+                for begin in range(shard["index"], source.shape[0], span):
+                    out[begin:begin + span:step] = source[begin:begin + span:step]
+                    mapped.check()
             out.flush()
             del out
 

@@ -198,7 +198,10 @@ def test_a_killed_extraction_resumes_to_the_same_result(setup, extracted, tmp_pa
     _same_extraction(resumed, extracted)
 
 
-def test_shards_merge_exactly_into_the_single_process_result(setup, extracted, tmp_path):
+@pytest.mark.parametrize("block_bytes", [extract_module.MERGE_BLOCK_BYTES, 700])
+def test_shards_merge_exactly_into_the_single_process_result(setup, extracted, tmp_path, monkeypatch, block_bytes):
+    """Also when the merge copies a few samples and window rows at a time (700 bytes: blocks of 1-3)."""
+    monkeypatch.setattr(extract_module, "MERGE_BLOCK_BYTES", block_bytes)
     tokenizer, genome, model = setup
     parts = [extract_embeddings(model, tokenizer, genome, tmp_path / f"shard{i}", config=CONFIG,
                                 shard=ExtractionShard(i, 3)) for i in range(3)]
