@@ -594,6 +594,23 @@ def extract_embeddings(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBas
     return out_dir
 
 
+def _offsets_within(sizes: np.ndarray) -> np.ndarray:
+    """``0 .. n - 1`` for each ``n`` in ``sizes``, concatenated: each item's place inside its group."""
+    sizes = np.asarray(sizes, dtype=np.int64)
+    return np.arange(sizes.sum(), dtype=np.int64) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+
+
+def _blocks(sizes: np.ndarray, budget: int) -> list[slice]:
+    """Consecutive items cut into blocks of about ``budget`` (their ``sizes`` summed): a block starts at
+    the first item past each multiple of ``budget``, so it holds at most ``budget`` plus its last item."""
+    sizes = np.asarray(sizes, dtype=np.int64)
+    if not sizes.size:
+        return []
+    block = (np.cumsum(sizes) - sizes) // max(int(budget), 1)
+    edges = [0, *(np.flatnonzero(np.diff(block)) + 1).tolist(), sizes.size]
+    return [slice(begin, end) for begin, end in zip(edges[:-1], edges[1:])]
+
+
 def _kept_occurrences(ids_list: list[np.ndarray], skip: np.ndarray, length: int
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Where a batch's non-special window tokens sit: ``(keep, positions, window)``.
@@ -604,9 +621,8 @@ def _kept_occurrences(ids_list: list[np.ndarray], skip: np.ndarray, length: int
     """
     sizes = np.array([ids.size for ids in ids_list], dtype=np.int64)
     window = np.repeat(np.arange(sizes.size, dtype=np.int64), sizes)
-    offset = np.arange(window.size, dtype=np.int64) - np.repeat(np.cumsum(sizes) - sizes, sizes)
     keep = ~skip[np.concatenate(ids_list)]
-    return keep, (window * length + 1 + offset)[keep], window[keep]
+    return keep, (window * length + 1 + _offsets_within(sizes))[keep], window[keep]
 
 
 def _csr(crow: torch.Tensor, columns: torch.Tensor, values: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -921,17 +937,14 @@ def _expected_held(todo: pd.DataFrame, arrays: dict, keys: np.ndarray, skip: np.
         run_first, run_length = firsts[starts_run], np.bincount(run, weights=lengths).astype(np.int64)
         # Pieces of at most chunk_tokens: long runs cut, short ones gathered together.
         n_pieces = -(-run_length // chunk_tokens)
-        within = np.arange(n_pieces.sum()) - np.repeat(np.cumsum(n_pieces) - n_pieces, n_pieces)
-        piece_first = np.repeat(run_first, n_pieces) + within * chunk_tokens
+        piece_first = np.repeat(run_first, n_pieces) + _offsets_within(n_pieces) * chunk_tokens
         piece_length = np.minimum(chunk_tokens, np.repeat(run_first + run_length, n_pieces) - piece_first)
-        group_of = (np.cumsum(piece_length) - piece_length) // chunk_tokens  # ascending
-        bounds = np.flatnonzero(np.diff(group_of)) + 1
-        for first, length in zip(np.split(piece_first, bounds), np.split(piece_length, bounds)):
+        for block in _blocks(piece_length, chunk_tokens):
+            first, length = piece_first[block], piece_length[block]
             if first.size == 1:
                 chunk = ids[first[0]:first[0] + length[0]]
             else:
-                offset = np.arange(length.sum()) - np.repeat(np.cumsum(length) - length, length)
-                chunk = ids[np.repeat(first, length) + offset]
+                chunk = ids[np.repeat(first, length) + _offsets_within(length)]
             counts += np.bincount(chunk, minlength=vocab)[:vocab]
         after_chromosome()
     counts[skip] = 0
@@ -998,9 +1011,8 @@ def _prefault(samples: np.memmap, held: np.ndarray, mapped: _MappedPages | None 
     if limit is None or lengths.sum() <= limit:
         _in_parallel(populate_range, ranges)
         return
-    rounds = (np.cumsum(lengths) - lengths) // max(limit // 2, page)  # a round: at most half the limit, plus a piece
-    for number in np.unique(rounds):
-        _in_parallel(populate_range, [ranges[i] for i in np.flatnonzero(rounds == number)])
+    for round_ in _blocks(lengths, max(limit // 2, page)):  # at most half the limit, plus a piece
+        _in_parallel(populate_range, ranges[round_])
         mapped.release()
 
 
@@ -1096,9 +1108,8 @@ def _sort_slots_by_key(samples: np.memmap, state: _State, mapped: _MappedPages |
         limited = mapped is not None and mapped.limit is not None
         blocks = [rows]
         if limited:
-            row_bytes = filled[rows] * layers * hidden * samples.itemsize
-            block = (np.cumsum(row_bytes) - row_bytes) // max(mapped.limit // 2, 1)
-            blocks = [rows[block == number] for number in np.unique(block)]
+            blocks = [rows[block] for block in _blocks(filled[rows] * layers * hidden * samples.itemsize,
+                                                       mapped.limit // 2)]
             mapped.release()
         for part in blocks:
             _in_parallel(lambda layer: permute(np.asarray(samples[layer]).view(np.uint16), order, filled, part),

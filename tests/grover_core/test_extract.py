@@ -401,6 +401,10 @@ def test_expected_sampled_share_matches_bottom_k_sampling():
     assert expected_sampled_share([], 500) == 0.0
 
 
+LINUX_ONLY = pytest.mark.skipif(not __import__("sys").platform.startswith("linux"),
+                                reason="/proc/self/smaps, mincore and madvise are Linux")
+
+
 def _resident(array: np.ndarray) -> np.ndarray:
     """Per page of a memory-mapped array: whether it is in memory (Linux ``mincore``)."""
     import ctypes
@@ -436,7 +440,7 @@ def _filled_pages(samples, held) -> np.ndarray:
     return filled
 
 
-@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="mincore and MADV_POPULATE are Linux")
+@LINUX_ONLY
 def test_prefault_maps_in_the_slots_a_run_will_fill_and_nothing_else(tmp_path):
     samples = _sample_rows(tmp_path)
     held = np.array([0, 3, 64, 64, 0, 1])
@@ -472,7 +476,7 @@ def test_expected_held_is_what_an_extraction_fills(setup, extracted):
     assert np.array_equal(extract_module._expected_held(half, arrays, keys, skip), extracted.filled())
 
 
-@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="mincore is Linux")
+@LINUX_ONLY
 @pytest.mark.parametrize("limit_mb", [None, 20 / 1024])
 def test_sorting_the_slots_orders_each_token_by_key_and_leaves_free_slots_unmapped(tmp_path, limit_mb):
     samples = _sample_rows(tmp_path)
@@ -524,10 +528,6 @@ def _mapped_rss(array: np.ndarray) -> int:
             elif head == "Rss:" and inside:
                 total += int(line.split()[1]) * 1024
     return total
-
-
-LINUX_ONLY = pytest.mark.skipif(not __import__("sys").platform.startswith("linux"),
-                                reason="/proc/self/smaps, mincore and madvise are Linux")
 
 
 @LINUX_ONLY
