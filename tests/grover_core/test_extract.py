@@ -450,6 +450,10 @@ def test_prefault_maps_in_the_slots_a_run_will_fill_and_nothing_else(tmp_path):
     # Apart from the first page (the .npy header) and the last (numpy sizes a new file by writing its last byte):
     assert not resident[1:-1][~filled[1:-1]].any()
     assert (~filled).sum() > 4  # the free rows span pages of their own
+    # Its short ranges went with read-ahead off, yet the mapping is still one kernel area, read-ahead on
+    # ("rr": random reads): one area per range would add up to vm.max_map_count on a large vocabulary.
+    areas = _areas(samples)
+    assert len(areas) == 1 and "rr" not in areas[0]
 
 
 def test_expected_held_is_what_an_extraction_fills(setup, extracted):
@@ -510,6 +514,21 @@ def test_sorting_the_slots_orders_each_token_by_key_and_leaves_free_slots_unmapp
             assert (samples[layer, token, :count] == samples[layer, token, :count, :1]).all()
     resident, filled = _resident(samples), _filled_pages(samples, held)
     assert not resident[1:-1][~filled[1:-1]].any()  # first page: the .npy header; last: numpy's sizing byte
+
+
+def _areas(array: np.ndarray) -> list[list[str]]:
+    """The ``VmFlags`` of each kernel memory area (``/proc/self/smaps``) over ``array``'s bytes."""
+    begin, end = array.ctypes.data, array.ctypes.data + array.nbytes
+    areas, inside = [], False
+    with open("/proc/self/smaps") as smaps:
+        for line in smaps:
+            head = line.split()[0]
+            if "-" in head and not head.endswith(":"):
+                low, high = (int(x, 16) for x in head.split("-"))
+                inside = low < end and high > begin
+            elif head == "VmFlags:" and inside:
+                areas.append(line.split()[1:])
+    return areas
 
 
 def _mapped_rss(array: np.ndarray) -> int:
