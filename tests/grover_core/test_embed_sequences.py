@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 
 from grover_core.embed import embed_sequences, window_starts
@@ -38,3 +39,20 @@ def test_embeddings_match_a_direct_forward_and_spans_map_back(tmp_path):
     assert (np.abs(result_long.hidden).sum(axis=2) > 0).all()
     assert all(long[s:e] == t for (s, e), t in zip(result_long.spans, result_long.tokens))
     assert result_long.spans[0, 0] == 0 and result_long.spans[-1, 1] == len(long)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(),
+                    reason="needs a CUDA GPU; test_embeddings_match_a_direct_forward_and_spans_map_back runs this on the CPU")
+def test_embeddings_on_a_gpu_are_the_cpu_ones_within_bf16(tmp_path):
+    rng = np.random.default_rng(5)
+    tokenizer, _, _ = make_genome(tmp_path, {"c": "".join(rng.choice(list("ACGT"), size=4000))}, cycles=30)
+    model = build_model(model_config("grover-test"), tokenizer, seed=0).eval()
+    sequences = ["".join(rng.choice(list("ACGT"), size=n)) for n in (60, 900)]
+    on_cpu = embed_sequences(model, tokenizer, sequences, stride=16)
+    on_gpu = embed_sequences(model.to("cuda"), tokenizer, sequences, stride=16)
+    for a, b in zip(on_gpu, on_cpu):
+        assert a.tokens == b.tokens and np.array_equal(a.spans, b.spans)
+        for x, y in ((a.hidden, b.hidden), (a.mean, b.mean), (a.cls, b.cls)):
+            assert x.dtype == np.float32 and x.shape == y.shape
+            assert np.abs(x - y).max() <= 3e-2 * np.abs(y).max()  # bf16 autocast on the GPU

@@ -230,6 +230,47 @@ def test_the_torch_path_gpus_take_gives_the_compiled_cpu_result(setup, extracted
     _same_extraction(runs[False], runs[True], atol=1e-5, windows=window_embeddings)
 
 
+def _close_extraction(a: Extraction, b: Extraction, *, tolerance: float):
+    """The same occurrences, counts and windows; embeddings within ``tolerance`` of the largest value."""
+    assert np.array_equal(a.sample_keys(), b.sample_keys())
+    assert a.sample_positions().equals(b.sample_positions())
+    assert a.windows.equals(b.windows)
+    ma, mb = a.token_means(), b.token_means()
+    assert np.array_equal(ma["count"], mb["count"])
+    arrays = [(a.samples(), b.samples())] + [(ma[k], mb[k]) for k in ma if k != "count"] + \
+        list(zip(a.window_arrays(), b.window_arrays()))
+    for x, y in arrays:
+        x, y = np.asarray(x, dtype=np.float32), np.asarray(y, dtype=np.float32)
+        assert np.array_equal(np.isnan(x), np.isnan(y))
+        scale = np.nanmax(np.abs(y))
+        assert np.nanmax(np.abs(x - y)) <= tolerance * scale, (np.nanmax(np.abs(x - y)), scale)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(),
+                    reason="needs a CUDA GPU; the torch path it takes runs on the CPU in "
+                           "test_the_torch_path_gpus_take_gives_the_compiled_cpu_result")
+def test_a_gpu_extraction_gives_the_cpu_result_and_resumes(setup, extracted, tmp_path):
+    tokenizer, genome, model = setup
+    gpu_model = build_model(model_config("grover-test"), tokenizer, seed=2).eval()
+    gpu_model.load_state_dict(model.state_dict())
+    gpu_model.to("cuda")
+    # float32 on the GPU: the CPU's result but for the order of float additions (TF32 is off by default).
+    on_gpu = Extraction.open(extract_embeddings(gpu_model, tokenizer, genome, tmp_path / "f32", config=CONFIG))
+    _close_extraction(on_gpu, extracted, tolerance=1e-3)
+    # "auto" is bf16 on a GPU: the same occurrences, embeddings within bf16's precision.
+    auto = dataclasses.replace(CONFIG, dtype="auto")
+    bf16 = Extraction.open(extract_embeddings(gpu_model, tokenizer, genome, tmp_path / "bf16", config=auto))
+    assert bf16.info["dtype"] == "bfloat16"
+    _close_extraction(bf16, extracted, tolerance=3e-2)
+    # Killed twice and resumed: the bookkeeping exact, the embeddings those of the uninterrupted GPU run.
+    out = tmp_path / "resumed"
+    extract_embeddings(gpu_model, tokenizer, genome, out, config=auto, stop_after_windows=6)
+    extract_embeddings(gpu_model, tokenizer, genome, out, config=auto, stop_after_windows=5)
+    _close_extraction(Extraction.open(extract_embeddings(gpu_model, tokenizer, genome, out, config=auto)), bf16,
+                      tolerance=1e-6)
+
+
 def test_another_model_starts_over_instead_of_resuming(setup, tmp_path):
     tokenizer, genome, model = setup
     out = tmp_path / "emb"
