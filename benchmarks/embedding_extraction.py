@@ -286,9 +286,9 @@ def extraction_part_timers(model: torch.nn.Module, parts: dict[str, float]):
         return wrapper
 
     targets = [(extract_module, fn, fn) for fn in (
-        "fingerprint_model", "window_table", "collate_windows", "_stream_batch", "bottom_k_update", "_checkpoint",
-        "_finish", "_sort_slots_by_key", "_write_token_means", "_save_npy", "_create_window_arrays", "_expected_held",
-        "_prefault")
+        "fingerprint_model", "window_table", "collate_windows", "_stream_batch", "_write_pending", "bottom_k_update",
+        "_checkpoint", "_finish", "_sort_slots_by_key", "_write_token_means", "_save_npy", "_create_window_arrays",
+        "_expected_held", "_prefault")
         if hasattr(extract_module, fn)]
     targets += [(np.lib.format, "open_memmap", "open/create .npy"),
                 (np.memmap, "flush", lambda s: f"flush in {s[-1][0] if s else 'extract_embeddings'}")]

@@ -48,7 +48,8 @@ Speed: the model runs without its MLM head (``model.base_model``: only the hidde
 used), in ``ExtractionConfig.dtype`` (``resolve_dtype``: bf16 autocast on a GPU and on a CPU with
 native bf16). On the CPU, compiled passes (numba) read each layer's hidden states once per batch
 and add them up in float64; on a GPU, torch operations do (float32 within a batch, float64 across
-batches). ``checkpoint_seconds`` (60 s) keeps checkpoints rare.
+batches), and a batch's results come back in one copy per kind that the host writes while the
+device already runs the next batch. ``checkpoint_seconds`` (60 s) keeps checkpoints rare.
 
 Memory: the heap holds the sums (float64, vocabulary x layers x hidden), the sample bookkeeping and
 one batch. The files are memory-mapped; the pages of the genome's tokens and of the window arrays are
@@ -552,6 +553,7 @@ def extract_embeddings(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBas
     todo_chromosome, todo_first, todo_tokens, todo_index = (
         todo[column].to_numpy() for column in ("chromosome", "first_token", "n_tokens", "window_index"))
     processed_now, stop = 0, False
+    pending = None  # the previous batch's writes, when its results are still on their way from the device
     last_checkpoint = time.monotonic()
     # One autocast region for the whole stream, so the weights are cast to bf16 once, not once per
     # batch; the extractor's own arithmetic runs outside it, in float32.
@@ -570,10 +572,12 @@ def extract_embeddings(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBas
             hidden_states = encoder(input_ids=input_ids, attention_mask=attention,
                                     output_hidden_states=True).hidden_states
             with torch.autocast(device_type=device.type, enabled=False):
-                _stream_batch(state, hidden_states, ids_list, starts_list, chrom_list, skip=skip, seed=config.seed,
-                              samples=samples, window_arrays=window_arrays,
-                              window_rows=todo_index[chunk])
+                writes = _stream_batch(state, hidden_states, ids_list, starts_list, chrom_list, skip=skip,
+                                       seed=config.seed, samples=samples, window_arrays=window_arrays,
+                                       window_rows=todo_index[chunk])
             del hidden_states
+            # The batch before this one writes its results now, while the device runs this one.
+            pending = _write_pending(pending, writes)
             mapped.check()
             state.windows_done += len(ids_list)
             processed_now += len(ids_list)
@@ -583,10 +587,12 @@ def extract_embeddings(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBas
             due = (every is not None and state.windows_done % every < len(ids_list)) or \
                 (seconds is not None and time.monotonic() - last_checkpoint >= seconds)
             if stop or (due and state.windows_done < len(my_windows)):
+                pending = _write_pending(pending)  # the files hold every batch the checkpoint counts
                 _checkpoint(out_dir, state, samples, window_arrays, job)
                 last_checkpoint = time.monotonic()
             if stop:
                 break
+    _write_pending(pending)
     bar.close()
     if stop:
         return out_dir
@@ -633,12 +639,16 @@ def _csr(crow: torch.Tensor, columns: torch.Tensor, values: torch.Tensor, size: 
 
 
 def _stream_batch(state: _State, hidden_states: tuple[torch.Tensor, ...], ids_list, starts_list, chrom_list, *,
-                  skip: np.ndarray, seed: int, samples: np.memmap, window_arrays, window_rows: np.ndarray) -> None:
-    """Add one batch to the sums and counts, write its chosen samples and its window vectors.
+                  skip: np.ndarray, seed: int, samples: np.memmap, window_arrays, window_rows: np.ndarray):
+    """Add one batch to the sums, counts and sample bookkeeping; write its chosen samples and window vectors.
 
     ``hidden_states``: one ``[batch, length, hidden]`` tensor per layer (layer 0 = input embeddings).
     On the CPU, compiled passes (``_layer_sums``, ``_copy_rows``) read each layer once, spread over
-    torch's threads (a layer each), the sums while this thread updates the samples' bookkeeping.
+    torch's threads (a layer each), the sums while this thread updates the samples' bookkeeping, and
+    everything is written before this returns None. On a GPU the work is queued on the device and its
+    results start on their way to the host; this returns the function that waits for them and writes
+    them (``_write_pending`` calls it once the next batch is queued, so the device does not wait for
+    the host's writes).
     """
     n_batch, length, hidden = hidden_states[0].shape
     layers = len(hidden_states)
@@ -648,10 +658,10 @@ def _stream_batch(state: _State, hidden_states: tuple[torch.Tensor, ...], ids_li
     starts = np.concatenate(starts_list)[keep]
     chrom = np.repeat(np.asarray(chrom_list, dtype=np.int32), [ids.size for ids in ids_list])[keep]
     n_windows = n_batch if window_arrays is not None else 0
-    window_sum = np.zeros((layers, n_windows, hidden), dtype=np.float64)  # per layer and window: sum of
-    unit_sum = np.zeros_like(window_sum)  # its tokens' vectors, and of their unit vectors
     fused = hidden_states[0].device.type == "cpu" and FUSED_CPU_PASS
     if fused:
+        window_sum = np.zeros((layers, n_windows, hidden), dtype=np.float64)  # per layer and window: sum of
+        unit_sum = np.zeros_like(window_sum)  # its tokens' vectors, and of their unit vectors
         kernels = _compiled_kernels()
         flats = [states.reshape(-1, hidden).float().contiguous() for states in hidden_states]  # float32 and up
         running = [_run(kernels["layer_sums"], flat.numpy(), positions, tokens, window, state.sums[layer].numpy(),
@@ -672,8 +682,8 @@ def _stream_batch(state: _State, hidden_states: tuple[torch.Tensor, ...], ids_li
         state.sample_start[rows, slots] = starts[accepted]
     picked = positions[accepted]
 
-    cls = np.zeros((n_windows, layers, hidden), dtype=np.float32)
     if fused:
+        cls = np.zeros((n_windows, layers, hidden), dtype=np.float32)
         for job in running:
             job()
         if picked.size:
@@ -688,20 +698,42 @@ def _stream_batch(state: _State, hidden_states: tuple[torch.Tensor, ...], ids_li
         if n_windows:
             for layer, flat in enumerate(flats):
                 cls[:, layer] = flat[::length].numpy()
-    else:
-        _torch_layer_passes(state, hidden_states, positions, tokens, window, window_sum, unit_sum, cls, picked,
-                            rows, slots, samples)
+        _write_window_arrays(window_arrays, window_rows, window, window_sum, unit_sum, cls)
+        return None
+    results = _torch_layer_passes(state, hidden_states, positions, tokens, window, n_windows, picked)
 
-    if window_arrays is not None:
-        cls_out, mean_out, similarity_out = window_arrays
-        n = np.bincount(window, minlength=n_batch).astype(np.float64)
-        # Mean pairwise cosine without self pairs: (|sum of unit vectors|^2 - n) / (n (n - 1)).
-        pairs = (n * (n - 1))[None, :]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            similarity = np.where(pairs > 0, ((unit_sum * unit_sum).sum(axis=-1) - n[None, :]) / pairs, np.nan)
-        cls_out[window_rows] = cls.astype(np.float16)
-        mean_out[window_rows] = (window_sum / np.maximum(n, 1)[None, :, None]).transpose(1, 0, 2).astype(np.float16)
-        similarity_out[window_rows] = similarity.T.astype(np.float32)
+    def write() -> None:
+        chosen, window_sum, unit_sum, cls = results()
+        for layer in range(len(chosen)):
+            samples[layer, rows, slots] = chosen[layer]
+        _write_window_arrays(window_arrays, window_rows, window, window_sum, unit_sum, cls)
+    return write
+
+
+def _write_pending(pending, writes=None):
+    """Run ``pending`` (a batch's writes that ``_stream_batch`` left to do, or None); returns ``writes``."""
+    if pending is not None:
+        pending()
+    return writes
+
+
+def _write_window_arrays(window_arrays, window_rows, window, window_sum, unit_sum, cls) -> None:
+    """Write a batch's rows of the window arrays (None: window embeddings off).
+
+    ``window``: the window of each kept position; ``window_sum`` / ``unit_sum`` ``[layers, windows,
+    hidden]``: each window's sum of its vectors and of their unit vectors; ``cls`` ``[windows, layers, hidden]``.
+    """
+    if window_arrays is None:
+        return
+    cls_out, mean_out, similarity_out = window_arrays
+    n = np.bincount(window, minlength=len(window_rows)).astype(np.float64)
+    # Mean pairwise cosine without self pairs: (|sum of unit vectors|^2 - n) / (n (n - 1)).
+    pairs = (n * (n - 1))[None, :]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        similarity = np.where(pairs > 0, ((unit_sum * unit_sum).sum(axis=-1) - n[None, :]) / pairs, np.nan)
+    cls_out[window_rows] = cls.astype(np.float16)
+    mean_out[window_rows] = (window_sum / np.maximum(n, 1)[None, :, None]).transpose(1, 0, 2).astype(np.float16)
+    similarity_out[window_rows] = similarity.T.astype(np.float32)
 
 
 # The CPU path runs compiled passes over each layer (``_layer_sums``, ``_copy_rows``); False: the
@@ -790,16 +822,21 @@ def _run(kernel, *args):
     return _POOLS[workers].submit(kernel, *args).result
 
 
-def _torch_layer_passes(state: _State, hidden_states, positions, tokens, window, window_sum, unit_sum, cls, picked,
-                        rows, slots, samples) -> None:
-    """``_layer_sums`` and ``_copy_rows`` with torch operations, on the hidden states' device (a GPU).
+def _torch_layer_passes(state: _State, hidden_states, positions, tokens, window, n_windows: int, picked):
+    """``_layer_sums`` and ``_copy_rows``'s work with torch operations, on the hidden states' device (a GPU).
 
     Per layer: a sparse ``[vocab, batch * length]`` matrix (1 at each token's kept positions) times the
-    hidden states gives the token sums (float32, added to the float64 totals); with window
-    embeddings, one batched product of ``[batch, 2, length]`` weights (1 and 1 / norm at the kept
-    positions) gives each window's sum of vectors and of unit vectors.
+    hidden states gives the token sums (float32, added to the float64 totals on the device); with
+    ``n_windows``, one batched product of ``[batch, 2, length]`` weights (1 and 1 / norm at the kept
+    positions) gives each window's sum of vectors and of unit vectors. The results of every layer go
+    to the host in one copy per kind (``_to_host_later``).
+
+    Returns a function that waits for them: ``(chosen, window_sum, unit_sum, cls)`` as numpy arrays:
+    the float16 vectors at ``picked`` ``[layers, picked, hidden]``, the window sums and sums of unit
+    vectors ``[layers, n_windows, hidden]`` (float64) and the [CLS] vectors ``[n_windows, layers, hidden]``.
     """
     n_batch, length, hidden = hidden_states[0].shape
+    layers = len(hidden_states)
     device = hidden_states[0].device
     vocab = state.sums.shape[1]
     per_token = np.bincount(tokens, minlength=vocab)
@@ -807,31 +844,56 @@ def _torch_layer_passes(state: _State, hidden_states, positions, tokens, window,
     columns = torch.from_numpy(positions[np.argsort(tokens, kind="stable")]).to(device)
     by_token = _csr(crow, columns, torch.ones(tokens.size, dtype=torch.float32, device=device),
                     (vocab, n_batch * length))
-    windows = window_sum.shape[1] > 0
+    windows = n_windows > 0
+    both = torch.empty((layers, n_windows, 2, hidden), dtype=torch.float32, device=device)
+    cls = torch.empty((layers, n_windows, hidden), dtype=torch.float32, device=device)
     if windows:
         mask = np.zeros(n_batch * length, dtype=np.float32)
         mask[positions] = 1
         mask = torch.from_numpy(mask).to(device).view(n_batch, length)
         weights = torch.empty((n_batch, 2, length), dtype=torch.float32, device=device)
         weights[:, 0] = mask
-    if picked.size:
-        picked_t = torch.from_numpy(picked).to(device)
-        chosen = torch.empty((len(hidden_states), picked.size, hidden), dtype=torch.float16, device=device)
+    picked_t = torch.from_numpy(picked).to(device)
+    chosen = torch.empty((layers, picked.size, hidden), dtype=torch.float16, device=device)
     for layer, states in enumerate(hidden_states):
         states = states.float()
         flat = states.view(-1, hidden)
         state.sums[layer] += by_token @ flat
         if windows:
+            # The device runs these in order: the next layer's division waits for this layer's product.
             torch.div(mask, torch.linalg.vector_norm(states, dim=2).clamp_(min=1e-12), out=weights[:, 1])
-            both = torch.bmm(weights, states).double().cpu().numpy()  # [batch, 2, hidden]
-            window_sum[layer], unit_sum[layer] = both[:, 0], both[:, 1]
-            cls[:, layer] = states[:, 0].cpu().numpy()
+            torch.bmm(weights, states, out=both[layer])
+            cls[layer] = states[:, 0]
         if picked.size:
             chosen[layer] = flat.index_select(0, picked_t)
-    if picked.size:
-        chosen = chosen.cpu().numpy()
-        for layer in range(chosen.shape[0]):
-            samples[layer, rows, slots] = chosen[layer]
+    fetch = _to_host_later([chosen, both, cls])
+
+    def results():
+        chosen_host, both_host, cls_host = fetch()
+        # float32 sums to float64 on the host: exact, as on the device.
+        return (chosen_host, both_host[:, :, 0].astype(np.float64), both_host[:, :, 1].astype(np.float64),
+                cls_host.transpose(1, 0, 2))
+    return results
+
+
+def _to_host_later(tensors: list[torch.Tensor]):
+    """Start copying ``tensors`` to the host; returns a function that waits for the copies: numpy arrays.
+
+    From a CUDA device the copies go into pinned memory behind the work queued so far, and an event
+    marks their end, so the host can queue the next batch and write this one's results meanwhile, and
+    waits for these copies only. Elsewhere the copy is made now (on the CPU there is none).
+    """
+    if tensors and tensors[0].device.type == "cuda":
+        host = [tensor.to("cpu", non_blocking=True) for tensor in tensors]  # pinned: non_blocking from CUDA
+        copied = torch.cuda.Event()
+        copied.record()
+
+        def wait() -> list[np.ndarray]:
+            copied.synchronize()
+            return [tensor.numpy() for tensor in host]
+        return wait
+    arrays = [tensor.cpu().numpy() for tensor in tensors]
+    return lambda: arrays
 
 
 def _physical_memory() -> int:

@@ -183,7 +183,13 @@ def _same_extraction(a: Extraction, b: Extraction, *, atol=1e-6, windows=True):
                            equal_nan=True)
 
 
-def test_a_killed_extraction_resumes_to_the_same_result(setup, extracted, tmp_path):
+# The torch path (a GPU's) leaves each batch's writes to the next one: resuming must not lose them.
+BOTH_PATHS = pytest.mark.parametrize("fused", [True, False], ids=["compiled", "torch"])
+
+
+@BOTH_PATHS
+def test_a_killed_extraction_resumes_to_the_same_result(setup, extracted, tmp_path, monkeypatch, fused):
+    monkeypatch.setattr(extract_module, "FUSED_CPU_PASS", fused)
     tokenizer, genome, model = setup
     out = tmp_path / "emb"
     extract_embeddings(model, tokenizer, genome, out, config=CONFIG, stop_after_windows=6)
@@ -195,7 +201,7 @@ def test_a_killed_extraction_resumes_to_the_same_result(setup, extracted, tmp_pa
     resumed = Extraction.open(out)
     assert not (out / "checkpoint.npz").exists()
     assert resumed.info["windows_done"] == len(resumed.windows)
-    _same_extraction(resumed, extracted)
+    _same_extraction(resumed, extracted, atol=1e-6 if fused else 1e-5)  # torch: float32 sums within a batch
 
 
 @pytest.mark.parametrize("block_bytes", [extract_module.MERGE_BLOCK_BYTES, 700])
@@ -349,8 +355,10 @@ def test_checkpoints_follow_wall_time_and_a_changed_cadence_resumes(setup, extra
     _same_extraction(resumed, extracted)
 
 
-def test_a_kill_between_checkpoints_resumes_to_the_same_result(setup, extracted, tmp_path, monkeypatch):
+@BOTH_PATHS
+def test_a_kill_between_checkpoints_resumes_to_the_same_result(setup, extracted, tmp_path, monkeypatch, fused):
     """Samples go into samples.npy before the next checkpoint; the replayed batches rewrite them exactly."""
+    monkeypatch.setattr(extract_module, "FUSED_CPU_PASS", fused)
     tokenizer, genome, model = setup
     config = dataclasses.replace(CONFIG, checkpoint_every=None, checkpoint_seconds=None)
     out = tmp_path / "emb"
@@ -362,10 +370,11 @@ def test_a_kill_between_checkpoints_resumes_to_the_same_result(setup, extracted,
         pass
 
     def killed_after_three_batches(*args, **kwargs):
-        stream(*args, **kwargs)
+        writes = stream(*args, **kwargs)
         calls.append(1)
         if len(calls) == 3:
             raise Killed
+        return writes
 
     monkeypatch.setattr(extract_module, "_stream_batch", killed_after_three_batches)
     with pytest.raises(Killed):
@@ -375,10 +384,38 @@ def test_a_kill_between_checkpoints_resumes_to_the_same_result(setup, extracted,
     assert not np.array_equal(np.load(out / "samples.npy"), before)
     calls.clear()
     monkeypatch.setattr(extract_module, "_stream_batch",
-                        lambda *args, **kwargs: (calls.append(1), stream(*args, **kwargs)))
+                        lambda *args, **kwargs: (calls.append(1), stream(*args, **kwargs))[1])
     extract_embeddings(model, tokenizer, genome, out, config=config)
     assert len(calls) * CONFIG.batch_size == len(extracted.windows) - 10  # resumed at the checkpoint
-    _same_extraction(Extraction.open(out), extracted)
+    _same_extraction(Extraction.open(out), extracted, atol=1e-6 if fused else 1e-5)
+
+
+@BOTH_PATHS
+def test_a_kill_right_after_a_checkpoint_loses_nothing_it_counted(setup, extracted, tmp_path, monkeypatch, fused):
+    """A checkpoint after every batch, a kill while the next one streams: the torch path's pending writes of
+    the batch the checkpoint counted must be in the files already, since the resumed run starts after it."""
+    monkeypatch.setattr(extract_module, "FUSED_CPU_PASS", fused)
+    tokenizer, genome, model = setup
+    config = dataclasses.replace(CONFIG, checkpoint_every=CONFIG.batch_size, checkpoint_seconds=None)
+    stream, calls = extract_module._stream_batch, []
+
+    class Killed(Exception):
+        pass
+
+    def killed_in_the_third_batch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise Killed
+        return stream(*args, **kwargs)
+
+    out = tmp_path / "emb"
+    monkeypatch.setattr(extract_module, "_stream_batch", killed_in_the_third_batch)
+    with pytest.raises(Killed):
+        extract_embeddings(model, tokenizer, genome, out, config=config)
+    assert json.loads((out / "extraction.json").read_text())["windows_done"] == 2 * CONFIG.batch_size
+    monkeypatch.setattr(extract_module, "_stream_batch", stream)
+    extract_embeddings(model, tokenizer, genome, out, config=config)
+    _same_extraction(Extraction.open(out), extracted, atol=1e-6 if fused else 1e-5)
 
 
 def test_bf16_extraction_is_close_to_float32_and_samples_the_same_occurrences(setup, tmp_path):
@@ -663,7 +700,7 @@ def test_the_window_arrays_written_are_let_go_after_every_batch(setup, extracted
 
     def measured(*args, **kwargs):
         mapped_before.append(sum(_mapped_rss(array) for array in kwargs["window_arrays"]))
-        stream(*args, **kwargs)
+        assert stream(*args, **kwargs) is None  # the CPU path writes before it returns
         assert sum(_mapped_rss(array) for array in kwargs["window_arrays"]) > 0  # this batch's rows
 
     monkeypatch.setattr(extract_module, "_stream_batch", measured)
