@@ -568,7 +568,10 @@ def extract_embeddings(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBas
                 chrom_list.append(chromosome_index[name])
             batch = collate_windows(ids_list, tokenizer)
             input_ids = batch["input_ids"].to(device, non_blocking=True)
-            attention = batch["attention_mask"].to(device, non_blocking=True)
+            attention = batch["attention_mask"]
+            # Without padding (most batches: full windows) the mask says nothing, and leaving it out spares
+            # the encoder a look at its values on the device, which waits for the device to catch up.
+            attention = None if bool(attention.all()) else attention.to(device, non_blocking=True)
             hidden_states = encoder(input_ids=input_ids, attention_mask=attention,
                                     output_hidden_states=True).hidden_states
             with torch.autocast(device_type=device.type, enabled=False):
