@@ -997,7 +997,9 @@ def gpu_report(gpu: dict, *, command: str, started: dict) -> str:
               f"{gpu['window_tokens']}-token windows of the {gpu['genome']}, {gpu['windows']} windows, batch "
               f"{gpu['batch_size']}, {gpu['dtype']} autocast (what `dtype=\"auto\"` picks on a GPU), {gpu['repeats']} "
               "repeats as on the CPU (each bare pass before and after the extractions), medians; the extraction "
-              f"call as on the CPU, K = {DEFAULT_K}, window embeddings on, set-up and final writes included.", "",
+              f"call as on the CPU, K = {DEFAULT_K}, window embeddings on, set-up and final writes included. The "
+              "extraction leaves the attention mask out of batches without padding (most of them); the bare passes "
+              "pass it, as a plain loop would.", "",
               *_table_head("method", "windows/s", "/ bare", "spread")]
     rows = [("extraction", LABELS["extraction"], f"{gpu['extraction_over_bare']:.1%}"),
             ("extraction_genome_scale", f"{LABELS['extraction_genome_scale']} (K = {g['k']})", f"{g['over_bare']:.1%}"),
