@@ -594,37 +594,33 @@ def test_sorting_the_slots_orders_each_token_by_key_and_leaves_free_slots_unmapp
     assert not resident[1:-1][~filled[1:-1]].any()  # first page: the .npy header; last: numpy's sizing byte
 
 
-def _areas(array: np.ndarray) -> list[list[str]]:
-    """The ``VmFlags`` of each kernel memory area (``/proc/self/smaps``) over ``array``'s bytes."""
+def _smaps(array: np.ndarray, field: str) -> list[list[str]]:
+    """``field`` (``Rss:``, ``VmFlags:``...) of each kernel memory area over ``array``'s bytes (``/proc/self/smaps``):
+    the words after it, one list per area."""
     begin, end = array.ctypes.data, array.ctypes.data + array.nbytes
-    areas, inside = [], False
+    values, inside = [], False
     with open("/proc/self/smaps") as smaps:
         for line in smaps:
             head = line.split()[0]
             if "-" in head and not head.endswith(":"):
                 low, high = (int(x, 16) for x in head.split("-"))
                 inside = low < end and high > begin
-            elif head == "VmFlags:" and inside:
-                areas.append(line.split()[1:])
-    return areas
+            elif head == field and inside:
+                values.append(line.split()[1:])
+    return values
+
+
+def _areas(array: np.ndarray) -> list[list[str]]:
+    """The ``VmFlags`` of each kernel memory area over ``array``'s bytes."""
+    return _smaps(array, "VmFlags:")
 
 
 def _mapped_rss(array: np.ndarray) -> int:
-    """Bytes of ``array``'s pages mapped into this process (``/proc/self/smaps``: the Rss of the mappings over it).
+    """Bytes of ``array``'s pages mapped into this process (the Rss of the memory areas over it).
 
     Unlike ``_resident`` (page cache), this drops when the process lets go of a page that stays cached.
     """
-    begin, end = array.ctypes.data, array.ctypes.data + array.nbytes
-    total, inside = 0, False
-    with open("/proc/self/smaps") as smaps:
-        for line in smaps:
-            head = line.split()[0]
-            if "-" in head and not head.endswith(":"):
-                low, high = (int(x, 16) for x in head.split("-"))
-                inside = low < end and high > begin
-            elif head == "Rss:" and inside:
-                total += int(line.split()[1]) * 1024
-    return total
+    return sum(int(kb) * 1024 for kb, _unit in _smaps(array, "Rss:"))
 
 
 @LINUX_ONLY
