@@ -32,7 +32,7 @@ from transformers.utils import logging as hf_logging
 from grover_core.atomic import atomic_path
 from grover_core.errors import GroverInputError
 from grover_core.model import load_bert_folder, resolve_model_folder
-from grover_core.pretrain import autocast_for, pick_device
+from grover_core.pretrain import autocast_for, resolve_device
 from grover_core.tokenizer_folder import TokenizerFolder, load_any_tokenizer
 
 FINETUNE_CONFIG_JSON = "finetune_config.json"
@@ -269,18 +269,6 @@ def collate_ids(rows: Sequence[Sequence[int]], *, pad_token_id: int) -> dict[str
     return {"input_ids": input_ids, "attention_mask": attention_mask}
 
 
-def _device(config_device: str) -> torch.device:
-    if config_device == "auto":
-        return pick_device()
-    try:
-        device = torch.device(config_device)
-    except (RuntimeError, TypeError):
-        raise GroverInputError(f"device {config_device!r} is not a torch device; use 'auto', 'cpu' or 'cuda'.") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise GroverInputError("device 'cuda' was asked for but torch sees no GPU here; use device='auto' or 'cpu'.")
-    return device
-
-
 # --- prediction ----------------------------------------------------------------------------------------------
 
 @torch.inference_mode()
@@ -378,7 +366,7 @@ def finetune_classifier(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBa
         raise GroverInputError("early_stopping_patience is set but no validation table was given; pass "
                                "validation= or set early_stopping_patience=0.")
     start_time = time.perf_counter()
-    device = _device(config.device)
+    device = resolve_device(config.device)
     model.to(device)
     torch.manual_seed(config.seed)  # dropout
     rng = np.random.default_rng(config.seed)  # shuffling

@@ -258,6 +258,23 @@ def pick_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def resolve_device(name: str = "auto") -> torch.device:
+    """The torch device called ``name``: ``"auto"`` is a GPU when torch sees one, else the CPU.
+
+    A name torch does not know, or ``"cuda"`` where torch sees no GPU, is refused with a message
+    naming the choices.
+    """
+    if name == "auto":
+        return pick_device()
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise GroverInputError(f"device {name!r} is not a torch device; use 'auto', 'cpu' or 'cuda'.") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise GroverInputError(f"device {name!r} was asked for but torch sees no GPU here; use 'auto' or 'cpu'.")
+    return device
+
+
 def compute_dtype(device: torch.device) -> torch.dtype:
     """What training computes in: bf16 on a GPU; fp32 on the CPU (CPU bf16 is slower than fp32 on most CPUs)."""
     return torch.bfloat16 if device.type == "cuda" else torch.float32

@@ -375,9 +375,12 @@ def _cmd_embed_sequences(args) -> None:
     from grover_core.atomic import atomic_path
     from grover_core.embed import embed_sequences
     from grover_core.model import load_model_and_tokenizer
+    from grover_core.pretrain import resolve_device
 
+    device = resolve_device(args.device)
     sequences = _read_sequences(args)
     model, tokenizer = load_model_and_tokenizer(args.model)
+    model.to(device)
     results = embed_sequences(model, tokenizer, [s for _, s in sequences], stride=args.stride,
                               batch_size=args.batch_size)
     tensors, names = {}, []
@@ -762,6 +765,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="safetensors file: s<i>.hidden [layers, tokens, hidden], s<i>.spans ...")
     p.add_argument("--stride", type=int, default=None, help="window step for long sequences (default: half a window)")
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--device", default="auto",
+                   help="auto (a GPU when torch sees one, bf16 autocast there; else the CPU), cpu or cuda")
     p.set_defaults(run=_cmd_embed_sequences)
 
     p = sub.add_parser("analyze", help="run the registered analyses on a run folder")

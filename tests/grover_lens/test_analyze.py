@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from safetensors.numpy import load_file
 
 import analysis.run as run_format
@@ -198,6 +199,16 @@ def test_embed_sequences_command_writes_spans_and_every_layer(planted_run, tmp_p
     assert hidden.shape[0] == 3 and hidden.shape[1] == spans.shape[0]
     assert tensors["s1.hidden"].shape[1] == tensors["s1.spans"].shape[0]
     assert main(["embed-sequences", str(run_dir / run_format.MODEL_DIR), "--out", str(out)]) == 2
+    # The device: "auto" took the GPU where there is one; a named one is checked before anything is read.
+    on_cpu = tmp_path / "cpu.safetensors"
+    assert main(["embed-sequences", str(run_dir / run_format.MODEL_DIR), "--sequence", sequence, unit,
+                 "--out", str(on_cpu), "--device", "cpu"]) == 0
+    gpu = torch.cuda.is_available()  # then the first call ran in bf16 on it
+    assert np.abs(load_file(str(on_cpu))["s0.hidden"] - hidden).max() <= (3e-2 * np.abs(hidden).max() if gpu else 1e-5)
+    capsys.readouterr()
+    assert main(["embed-sequences", str(run_dir / run_format.MODEL_DIR), "--sequence", sequence,
+                 "--out", str(tmp_path / "x.safetensors"), "--device", "tpu"]) == 2
+    assert "not a torch device" in capsys.readouterr().err
 
 
 def test_vocab_compare_command_writes_its_tables(planted_run, tmp_path):
