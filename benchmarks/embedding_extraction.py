@@ -414,9 +414,9 @@ def measure_speed(preset: str, n_windows: int, batch_size: int, *, tokenizer, ge
     # The breakdown call between two bare passes over the same batches: a ratio under the same load. It
     # checkpoints once, half-way, to show what a checkpoint costs.
     bare_around = [bare_pass(model, batches, device, dtype)]
-    halfway = dataclasses.replace(config, checkpoint_seconds=None,
-                                  checkpoint_every=max(batch_size, n_windows // 2 // batch_size * batch_size))
-    breakdown = extraction_breakdown(model, tokenizer, genome, halfway if checkpoint_in_breakdown else config, scratch)
+    timed = config if not checkpoint_in_breakdown else dataclasses.replace(
+        config, checkpoint_seconds=None, checkpoint_every=max(batch_size, n_windows // 2 // batch_size * batch_size))
+    breakdown = extraction_breakdown(model, tokenizer, genome, timed, scratch)
     bare_around.append(bare_pass(model, batches, device, dtype))
     rate = {m: [n_windows / s for s in seconds[m]] for m in methods}
 
@@ -856,7 +856,7 @@ def _where_time_goes(f: dict) -> list[str]:
     return lines
 
 
-def report(speed: list[dict], memory: dict | None, self_sim: dict | None, gpu: dict, *, command: str,
+def report(speed: list[dict], memory: dict | None, self_sim: dict | None, *, command: str,
            started: dict, ended: dict, genome_memory: dict | None = None) -> str:
     """The BENCHMARKS.md section (Markdown) for these results."""
     cpu = started["cpu"]
@@ -1119,8 +1119,8 @@ def main(argv: list[str] | None = None) -> dict:
         log(f"  {results['self_similarity']['seconds']:.1f} s")
     results["gpu"] = gpu()
     ended = _machine_state()
-    section = report(results["speed"], results["memory"], results["self_similarity"], results["gpu"],
-                     command=command, started=started, ended=ended, genome_memory=results["genome_memory"])
+    section = report(results["speed"], results["memory"], results["self_similarity"], command=command,
+                     started=started, ended=ended, genome_memory=results["genome_memory"])
     gpu_section = gpu_report(results["gpu"], command=command, started=started)
     print(f"\n{section}\n{gpu_section}\n({time.perf_counter() - t0:.0f} s)")
     # A run without a GPU says so in the GPU section only where there are no GPU figures to keep.

@@ -703,7 +703,7 @@ def _stream_batch(state: _State, hidden_states: tuple[torch.Tensor, ...], ids_li
                 cls[:, layer] = flat[::length].numpy()
         _write_window_arrays(window_arrays, window_rows, window, window_sum, unit_sum, cls)
         return None
-    results = _torch_layer_passes(state, hidden_states, positions, tokens, window, n_windows, picked)
+    results = _torch_layer_passes(state, hidden_states, positions, tokens, n_windows, picked)
 
     def write() -> None:
         chosen, window_sum, unit_sum, cls = results()
@@ -825,7 +825,7 @@ def _run(kernel, *args):
     return _POOLS[workers].submit(kernel, *args).result
 
 
-def _torch_layer_passes(state: _State, hidden_states, positions, tokens, window, n_windows: int, picked):
+def _torch_layer_passes(state: _State, hidden_states, positions, tokens, n_windows: int, picked):
     """``_layer_sums`` and ``_copy_rows``'s work with torch operations, on the hidden states' device (a GPU).
 
     Per layer: a sparse ``[vocab, batch * length]`` matrix (1 at each token's kept positions) times the
